@@ -1,0 +1,45 @@
+"""Minibatches for PyMC that stay synchronised, scale right, and fit with ``pm.fit``.
+
+``import minibatch as mb`` gives :func:`Minibatch`, a drop-in replacement for ``pm.Minibatch``.
+
+How it works, in three separable pieces (index, apply, scale)
+-------------------------------------------------------------
+Index (``_index``)
+    One pytensor ``RandomVariable`` draws ``batch_size`` positions with replacement from one
+    shared numpy Generator. It is wrapped in an Op subclassing ``pymc.data.MinibatchOp`` so
+    PyMC accepts observed data that depends on it, and its RNG carries a ``default_update`` so
+    PyMC's compile (which reseeds it from ``random_seed``) and plain ``pytensor.function`` both
+    advance it.
+Apply (``_gather``)
+    One gather node applies that index to every dataset of a ``Minibatch`` call: the outputs are
+    synchronised by construction, not by equal seeds. The index is the gather's input 0, which
+    PyMC's VI passes to its Monte Carlo ``scan`` as a non-sequence: one batch per step, shared by
+    every ``obj_n_mc`` sample. Batches keep an open leading axis so that they can be replaced by
+    data of any length, while the batch size stays a graph constant for static-shape backends.
+Scale (PyMC's ``total_size``, mended in ``_upstream``)
+    ``pm.Normal(..., observed=batch, total_size=N)`` wraps the observed variable in PyMC's
+    ``MinibatchRandomVariable``, whose logp rewrite multiplies the density by ``N / batch`` on
+    each subsampled axis (int, tuple, ``None`` and ``Ellipsis`` forms) in ``model.logp()`` and
+    ``compile_logp()``. VI's loss normalisation reads the same wrapper; PyMC's own code crashes
+    on a tuple and mis-scales an int on rank >= 2 observations, which ``_upstream`` fixes when
+    the first ``Minibatch`` is built. Omitting ``total_size`` makes PyMC warn, as it does for
+    ``pm.Minibatch``.
+
+Where later features plug in
+----------------------------
+* Numba / JAX: the index and gather are ordinary pytensor Ops once PyMC's inline rewrite has
+  opened the two wrappers; a backend that needs more registers a dispatch for them.
+* SVGD / ASVGD: the same input-0 convention puts the index outside the particle scan.
+* Legacy API (multi-axis batch specs, ``.shared``, ``set_value``, aligned seeds): one gather
+  node per subsampled axis on the same data; ``MinibatchVariable`` carries the attributes, and
+  objects aligned by seed share one index variable.
+* Other sampling schemes (without replacement, epoch-shuffled): another index Op producing
+  positions; the gather and the scaling stay as they are.
+"""
+
+from minibatch._gather import MinibatchVariable
+from minibatch._minibatch import Minibatch
+
+__version__ = "0.1.0"
+
+__all__ = ["Minibatch", "MinibatchVariable", "__version__"]

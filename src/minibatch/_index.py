@@ -1,0 +1,71 @@
+"""The random index: one draw of batch positions, shared by every dataset that uses it.
+
+The index is PyMC's own ``MinibatchIndexRV``, an ordinary pytensor ``RandomVariable`` (integers
+in ``[0, n)``, drawn with replacement) that PyMC's logp machinery already allows in a logp graph,
+wrapped in :class:`MinibatchIndexOp`.  The wrapper exists for two PyMC contracts:
+
+* PyMC accepts observed data that depends on a random variable only through a
+  ``pymc.data.MinibatchOp``; our Op subclasses it, so minibatches are valid ``observed=``.
+* PyMC's VI hands ``node.inputs[0]`` of every ``MinibatchOp`` to its Monte Carlo ``scan`` as a
+  non-sequence.  Our input 0 is the data the index ranges over, a harmless non-sequence, and the
+  gather puts the index itself at input 0 (see ``_gather``), so the index is drawn once per
+  step, outside the scan, and every Monte Carlo sample sees the same batch.
+
+The length ``n`` is computed inside the Op from that data.  Were it an outer input, PyMC's logp
+rewrites (which rewrite the likelihood's parameters but not the observed value) could turn
+``x.shape[0]`` into ``12`` in one branch only, leaving two index draws on one RNG.
+
+The outputs are ``(data, rng_update, index)``.  PyMC's ``remove_minibatched_nodes`` maps output
+*i* to input *i*; with this order it maps ``data -> data`` and ``rng_update -> rng`` and leaves
+the index alone, which is exactly right.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor
+from pymc.data import MinibatchOp, minibatch_index
+from pytensor.tensor.random.type import RandomGeneratorType
+from pytensor.tensor.variable import TensorVariable
+
+
+class MinibatchIndexOp(MinibatchOp):
+    """Marks an index draw: inputs ``(data, rng)``, outputs ``(data, rng_update, index)``."""
+
+    def __str__(self) -> str:
+        return "MinibatchIndex"
+
+
+def draw_index(
+    data: TensorVariable, batch_size: int, rng: pytensor.compile.SharedVariable
+) -> TensorVariable:
+    """Build the symbolic index of ``batch_size`` positions along the first axis of ``data``.
+
+    ``rng`` gets a ``default_update``, so even a plain ``pytensor.function`` draws a new index on
+    every call; PyMC's compile functions find the same update through the Op.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor, pytensor.tensor as pt
+    >>> rng = pytensor.shared(np.random.default_rng(0))
+    >>> idx = draw_index(pt.as_tensor(np.zeros((10, 2))), 4, rng)
+    >>> idx.type.shape
+    (4,)
+    >>> f = pytensor.function([], idx)
+    >>> bool(((f() >= 0) & (f() < 10)).all())
+    True
+    """
+    data_in = data.type()
+    rng_in = RandomGeneratorType()("rng")
+    n = data_in.shape[0]
+    rng_next, index = minibatch_index(0, n, size=(batch_size,), rng=rng_in).owner.outputs
+    op = MinibatchIndexOp([data_in, rng_in], [data_in.copy(), rng_next, index])
+    _, rng_update, index_out = op(data, rng)
+    rng.default_update = rng_update
+    index_out.name = "minibatch_index"
+    return index_out
+
+
+def new_rng(random_seed: int | np.random.Generator | None) -> pytensor.compile.SharedVariable:
+    """A shared numpy Generator for one index (PyMC reseeds it from ``random_seed``)."""
+    return pytensor.shared(np.random.default_rng(random_seed), name="minibatch_rng")

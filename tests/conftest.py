@@ -1,0 +1,43 @@
+"""Shared fixtures: small deterministic data and the conjugate normal model's exact posterior."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+
+@dataclass(frozen=True)
+class Conjugate:
+    """y_i ~ N(mu, sigma^2) with sigma known and mu ~ N(mu0, tau0^2): the posterior is exact."""
+
+    y: np.ndarray
+    sigma: float
+    mu0: float
+    tau0: float
+
+    @property
+    def post_precision(self) -> float:
+        return 1 / self.tau0**2 + len(self.y) / self.sigma**2
+
+    @property
+    def post_mean(self) -> float:
+        return (self.mu0 / self.tau0**2 + self.y.sum() / self.sigma**2) / self.post_precision
+
+    @property
+    def post_sd(self) -> float:
+        return self.post_precision**-0.5
+
+
+@pytest.fixture(scope="session")
+def conjugate() -> Conjugate:
+    rng = np.random.default_rng(20261121)
+    return Conjugate(y=rng.normal(3.0, 2.0, size=1000), sigma=2.0, mu0=0.0, tau0=10.0)
+
+
+@pytest.fixture
+def rows() -> np.ndarray:
+    """A 12x3 float array whose row i holds i, 100 + i, 200 + i: any column tells the row."""
+    i = np.arange(12.0)[:, None]
+    return i + np.array([0.0, 100.0, 200.0])
