@@ -1,0 +1,30 @@
+"""Workarounds for PyMC bugs that stand between minibatch models and ``pm.fit``.
+
+Each workaround is minimal, lives in its own module named for what it mends, names the upstream
+issue or change, and leaves every call it is not about untouched.  :func:`install` applies them
+all; ``Minibatch`` calls it, and it is idempotent.  Nothing happens at import time and no
+installed file is touched.
+
+``scaling``
+    VI's loss normaliser crashes on tuple ``total_size`` and mis-scales int ``total_size`` on
+    rank >= 2 observations (regression of pymc PR #7787).
+``svgd``
+    SVGD / ASVGD refuse every ``MinibatchOp``; ours are safe (the index is drawn outside the
+    particle scan), so the refusal is lifted for them only.  SVGD's initial particles follow
+    ``random_seed`` instead of NumPy's global state.
+``backends``
+    VI parameters get static shapes (pymc#8359); parameters are handed back as NumPy arrays
+    after a JAX fit (pymc#8360); PyMC's ``MinibatchRandomVariable`` gets JAX and Numba
+    implementations so forward sampling compiles on those backends.
+"""
+
+from __future__ import annotations
+
+from minibatch._upstream import backends, scaling, svgd
+
+
+def install() -> None:
+    """Apply every workaround (idempotent)."""
+    scaling.install()
+    svgd.install()
+    backends.install()

@@ -1,0 +1,105 @@
+"""Numba and JAX: what PyMC's VI and forward sampling need to compile and stay usable.
+
+Static VI parameter shapes (pymc#8359)
+    ``MeanFieldGroup``, ``FullRankGroup`` and ``EmpiricalGroup`` create their parameters as
+    shared variables of unknown shape, although the shapes are known.  Depending on rewrite
+    order, a shape then reaches a JAX ``broadcast_to`` as a traced value and compilation fails
+    (``TypeError: Shapes must be 1D sequences of concrete values``), in some fresh processes and
+    not others.  The wrapper re-creates the parameters with static shapes; other backends only
+    gain shape information.  Axes of length 1 stay unknown: a static 1 makes the axis
+    broadcastable, which breaks the type checks of SVGD's scan over particles.
+NumPy parameters after a fit (pymc#8360)
+    A JAX step function leaves ``jax.Array`` objects in the parameters' storage; the default
+    backend then crashes on them (``approx.mean.eval()`` segfaults).  After ``Inference.fit``
+    returns, non-NumPy parameter values are copied back into NumPy arrays.
+``MinibatchRandomVariable`` on JAX and Numba
+    PyMC's ``total_size`` wrapper has no JAX conversion (``pm.sample_prior_predictive`` with
+    ``mode="JAX"`` fails) and no Numba one (object-mode fallback).  Forward, it is an identity on
+    its first input; that is registered through pytensor's dispatch, when the backend is installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Any
+
+import numpy as np
+import pymc.variational.approximations as _approximations
+import pytensor
+from pymc.variational.inference import Inference
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+
+from minibatch._upstream._patch import patch
+
+GROUPS = (
+    _approximations.MeanFieldGroup,
+    _approximations.FullRankGroup,
+    _approximations.EmpiricalGroup,
+)
+
+
+def with_static_shapes(create: Any) -> Any:
+    """Wrap ``create_shared_params`` so the shared parameters it returns have static shapes."""
+
+    @functools.wraps(create)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        params = create(self, *args, **kwargs)
+        return {key: _static(value) for key, value in params.items()}
+
+    return wrapper
+
+
+def _static(shared: Any) -> Any:
+    value = shared.get_value(borrow=True)
+    shape = tuple(None if length == 1 else length for length in value.shape)
+    return pytensor.shared(value, name=shared.name, shape=shape, borrow=True)
+
+
+def with_numpy_params(fit: Any) -> Any:
+    """Wrap ``Inference.fit`` so the approximation's parameters hold NumPy arrays afterwards."""
+
+    @functools.wraps(fit)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fit(self, *args, **kwargs)
+        finally:
+            for param in self.approx.params:
+                value = param.get_value(borrow=True)
+                if not isinstance(value, np.ndarray):
+                    param.set_value(np.asarray(value))
+
+    return wrapper
+
+
+@functools.cache
+def register_minibatch_rv_dispatch() -> None:
+    """Forward, ``MinibatchRandomVariable(rv, *total_size)`` is ``rv``: say so to JAX and Numba."""
+    if importlib.util.find_spec("jax") is not None:
+        from pytensor.link.jax.dispatch import jax_funcify
+
+        @jax_funcify.register(MinibatchRandomVariable)
+        def jax_minibatch_rv(op: Any, **kwargs: Any) -> Any:
+            def identity(rv: Any, *total_size: Any) -> Any:
+                return rv
+
+            return identity
+
+    if importlib.util.find_spec("numba") is not None:
+        from pytensor.link.numba.dispatch import basic as numba_basic
+
+        @numba_basic.register_funcify_default_op_cache_key(MinibatchRandomVariable)
+        def numba_minibatch_rv(op: Any, node: Any, **kwargs: Any) -> Any:
+            @numba_basic.numba_njit
+            def identity(rv: Any, *total_size: Any) -> Any:
+                return rv
+
+            return identity
+
+
+def install() -> None:
+    """Apply the three backend workarounds (idempotent)."""
+    for group in GROUPS:
+        patch(group, "create_shared_params", with_static_shapes)
+    patch(Inference, "fit", with_numpy_params)
+    register_minibatch_rv_dispatch()
