@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, typecheck, demo (``nox -l`` lists them)."""
+"""Sessions: tests, backend (one per pytensor mode), lint, typecheck, demo (``nox -l``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite, doctests included."""
+    """The whole test suite, doctests and every backend included."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("mode", ["FAST_RUN", "NUMBA", "JAX"])
+def backend(session: nox.Session, mode: str) -> None:
+    """The backend tests of one pytensor mode: ``nox -s "backend(mode='JAX')"``."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "tests/test_backends.py", "-k", mode, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -93,3 +93,16 @@ def test_seeds_model_with_tuple_total_size():
     fitted = approx.sample(500, random_seed=2).posterior["mu"].mean(("chain", "draw")).values
     # column sds are <= 9 / sqrt(12) ~ 2.6: the posterior sd of each mean is <= 0.06
     np.testing.assert_allclose(fitted, data.mean(0), atol=0.25)
+
+
+@pytest.mark.parametrize("length", [7, 1000])
+def test_sample_node_replaces_the_batch_with_data_of_any_length(conjugate, length):
+    yb = mb.Minibatch(conjugate.y, batch_size=100)
+    with pm.Model():
+        mu = pm.Normal("mu", 0, 10)
+        pm.Normal("y", mu, conjugate.sigma, observed=yb, total_size=len(conjugate.y))
+        approx = pm.fit(100, random_seed=0, progressbar=False)
+    test = np.arange(float(length))
+    node = yb.sum() + 0 * mu
+    out = approx.sample_node(node, more_replacements={yb: test}, size=5).eval()
+    np.testing.assert_allclose(out, np.full(5, test.sum()))

@@ -48,6 +48,9 @@ def as_data_tensor(value: Any, label: str) -> TensorVariable:
 
     Accepts numpy arrays, nested lists, pandas objects, pytensor constants and shared variables
     (``pm.Data`` among them) and expressions of those.  ``label`` names the argument in errors.
+    Array-like data is copied once into a shared variable whose leading length is left open: no
+    backend then embeds it in compiled code as a constant (Numba cannot cache such code; JAX
+    folds it into the program), and its rows can later be replaced.
     """
     if isinstance(value, Variable):
         tensor = _checked_symbolic(value, label)
@@ -60,9 +63,10 @@ def as_data_tensor(value: Any, label: str) -> TensorVariable:
                 f"{label} must hold numbers; got an array of dtype {array.dtype}. "
                 "Convert it to a numeric array first."
             )
-        if array.dtype.kind == "f":
-            array = array.astype(pytensor.config.floatX)
-        tensor = pt.as_tensor_variable(array)
+        dtype = pytensor.config.floatX if array.dtype.kind == "f" else array.dtype
+        array = np.array(array, dtype=dtype, copy=True)
+        shape = (None, *array.shape[1:]) if array.ndim else ()
+        tensor = pytensor.shared(array, shape=shape, borrow=True)
     if tensor.dtype.startswith("float") and tensor.dtype != pytensor.config.floatX:
         tensor = pt.cast(tensor, pytensor.config.floatX)
     if tensor.ndim == 0:

@@ -10,8 +10,10 @@ installed file is touched.
     rank >= 2 observations (regression of pymc PR #7787).
 ``svgd``
     SVGD / ASVGD refuse every ``MinibatchOp``; ours are safe (the index is drawn outside the
-    particle scan), so the refusal is lifted for them only.  SVGD's initial particles follow
-    ``random_seed`` instead of NumPy's global state.
+    particle scan), so the refusal is lifted for them only.
+``seeding``
+    ``random_seed`` fixes SVGD's initial particles and the RNGs that only updates use (the
+    minibatch index of an SVGD step).
 ``backends``
     VI parameters get static shapes (pymc#8359); parameters are handed back as NumPy arrays
     after a JAX fit (pymc#8360); PyMC's ``MinibatchRandomVariable`` gets JAX and Numba
@@ -20,11 +22,12 @@ installed file is touched.
 
 from __future__ import annotations
 
-from minibatch._upstream import backends, scaling, svgd
+from minibatch._upstream import backends, scaling, seeding, svgd
 
 
 def install() -> None:
     """Apply every workaround (idempotent)."""
     scaling.install()
     svgd.install()
+    seeding.install()
     backends.install()

@@ -6,8 +6,8 @@ Static VI parameter shapes (pymc#8359)
     order, a shape then reaches a JAX ``broadcast_to`` as a traced value and compilation fails
     (``TypeError: Shapes must be 1D sequences of concrete values``), in some fresh processes and
     not others.  The wrapper re-creates the parameters with static shapes; other backends only
-    gain shape information.  Axes of length 1 stay unknown: a static 1 makes the axis
-    broadcastable, which breaks the type checks of SVGD's scan over particles.
+    gain shape information.  In SVGD's particle matrix, axes of length 1 stay unknown: a static
+    1 makes the axis broadcastable, which breaks the type checks of the scan over particles.
 NumPy parameters after a fit (pymc#8360)
     A JAX step function leaves ``jax.Array`` objects in the parameters' storage; the default
     backend then crashes on them (``approx.mean.eval()`` segfaults).  After ``Inference.fit``
@@ -45,14 +45,15 @@ def with_static_shapes(create: Any) -> Any:
     @functools.wraps(create)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         params = create(self, *args, **kwargs)
-        return {key: _static(value) for key, value in params.items()}
+        scanned = isinstance(self, _approximations.EmpiricalGroup)
+        return {key: _static(value, keep_ones_open=scanned) for key, value in params.items()}
 
     return wrapper
 
 
-def _static(shared: Any) -> Any:
+def _static(shared: Any, keep_ones_open: bool) -> Any:
     value = shared.get_value(borrow=True)
-    shape = tuple(None if length == 1 else length for length in value.shape)
+    shape = tuple(None if keep_ones_open and n == 1 else n for n in value.shape)
     return pytensor.shared(value, name=shared.name, shape=shape, borrow=True)
 
 

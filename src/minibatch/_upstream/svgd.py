@@ -1,26 +1,20 @@
-"""SVGD and ASVGD on minibatch models.
+"""SVGD and ASVGD on minibatch models: PyMC's refusal, lifted for our minibatches only.
 
 ``KSD.apply`` (``pymc.variational.operators``) raises ``NotImplementedInference`` whenever
-``_known_scan_ignored_inputs`` finds a ``MinibatchOp``: with PyMC's own Minibatch the index RNG
-sat inside the scan over particles, so every particle saw another batch and the gradient was
-wrong.  Ours put the index at the gather's input 0, which that same function hands to the scan
-as a non-sequence: one batch per step for all particles, drawn outside the scan.  The guard
-therefore keeps refusing PyMC's own Minibatch and Simulator RVs and lets ours through; opvi's
-own copy of the function, which builds the scan, is not touched.
-
-``Empirical.create_shared_params`` jitters the initial particles with ``np.random.normal``
-(NumPy's global state), so ``pm.fit(method="svgd", random_seed=s)`` is not reproducible.  The
-wrapper runs it under a global state seeded from the group's own ``rng`` (which ``random_seed``
-seeds) and restores the caller's global state afterwards.
+``_known_scan_ignored_inputs`` finds a ``MinibatchOp`` or ``SimulatorRV``: with PyMC's own
+Minibatch the index RNG sat inside the scan over particles, so each particle saw another batch
+and the gradient was wrong (opvi: "remove when scan issue with grads is fixed"; no upstream issue
+found as of pymc 5.28.5).  That same function, in opvi, picks the scan's non-sequences: input 0
+of each ``MinibatchOp`` node, and input 0 of our gather is the index.  So with our minibatches
+the index is drawn once per step, outside the scan, and all particles see the same rows (tested
+against the same step on a constant batch).  operators' copy of the function is pointed at one
+that skips our nodes; opvi's copy, which builds the scan, is left alone.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-import numpy as np
-import pymc.variational.approximations as _approximations
 import pymc.variational.operators as _operators
 from pymc.data import MinibatchOp
 from pymc.distributions.simulator import SimulatorRV
@@ -31,7 +25,7 @@ from minibatch._index import MinibatchIndexOp
 from minibatch._upstream._patch import patch
 
 
-def known_scan_ignored_inputs_except_ours(terms: Any) -> list[Any]:
+def scan_unsafe_inputs(terms: Any) -> list[Any]:
     """What PyMC's guard finds (``MinibatchOp`` and ``SimulatorRV`` nodes), less our own nodes."""
     return [
         var.owner.inputs[0]
@@ -42,22 +36,6 @@ def known_scan_ignored_inputs_except_ours(terms: Any) -> list[Any]:
     ]
 
 
-def seeded_by_group_rng(create: Any) -> Any:
-    """Run ``create`` under NumPy global state seeded from the group's ``rng``, then restore it."""
-
-    @functools.wraps(create)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = np.random.get_state()
-        np.random.seed(self.rng.randint(2**32, dtype=np.uint64))
-        try:
-            return create(self, *args, **kwargs)
-        finally:
-            np.random.set_state(state)
-
-    return wrapper
-
-
 def install() -> None:
-    """Lift the SVGD guard for our minibatches and seed SVGD's particles (idempotent)."""
-    patch(_operators, "_known_scan_ignored_inputs", lambda _: known_scan_ignored_inputs_except_ours)
-    patch(_approximations.EmpiricalGroup, "create_shared_params", seeded_by_group_rng)
+    """Let SVGD and ASVGD run on our minibatches (idempotent)."""
+    patch(_operators, "_known_scan_ignored_inputs", lambda _: scan_unsafe_inputs)
