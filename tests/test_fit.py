@@ -77,24 +77,6 @@ def test_fit_with_the_progress_bar(conjugate):
     assert len(approx.hist) == 50
 
 
-def test_seeds_model_with_tuple_total_size():
-    """shared/seeds/004: total_size=data.shape, the form that crashes PyMC's VI."""
-    rng = np.random.default_rng(0)
-    data = rng.random((2000, 5)) * rng.integers(1, 10, size=5) + rng.random(5) * 10
-    xb = mb.Minibatch(data, batch_size=100)
-    with pm.Model():
-        mu = pm.Normal("mu", 0, sigma=1e5, shape=5)
-        sd = pm.HalfNormal("sd", shape=5)
-        pm.Normal("lik", mu, sigma=sd, observed=xb, total_size=data.shape)
-        approx = pm.fit(
-            10000, random_seed=1, progressbar=False, obj_optimizer=pm.adam(learning_rate=0.05)
-        )
-    assert np.isfinite(approx.hist).all()
-    fitted = approx.sample(500, random_seed=2).posterior["mu"].mean(("chain", "draw")).values
-    # column sds are <= 9 / sqrt(12) ~ 2.6: the posterior sd of each mean is <= 0.06
-    np.testing.assert_allclose(fitted, data.mean(0), atol=0.25)
-
-
 @pytest.mark.parametrize("length", [7, 1000])
 def test_sample_node_replaces_the_batch_with_data_of_any_length(conjugate, length):
     yb = mb.Minibatch(conjugate.y, batch_size=100)

@@ -41,8 +41,8 @@ def test_no_data_refused():
 
 
 def test_zero_dim_refused_with_hint():
-    with pytest.raises(ValueError, match=r"data argument 1 must be at least 1-D.*keyword-only"):
-        mb.Minibatch(np.ones(10), 5)
+    with pytest.raises(ValueError, match=r"data argument 1 must be at least 1-D.*datasets first"):
+        mb.Minibatch(np.ones(10), np.float64(5.0))
 
 
 @pytest.mark.parametrize("empty", [np.ones((0, 3)), np.ones((4, 0)), []])

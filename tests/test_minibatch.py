@@ -18,7 +18,7 @@ import minibatch as mb
 def test_one_input_gives_a_variable_several_give_a_tuple(rows):
     one = mb.Minibatch(rows, batch_size=2)
     two = mb.Minibatch(rows, rows, batch_size=2)
-    assert isinstance(one, mb.MinibatchVariable)
+    assert isinstance(one, mb.Minibatch)
     assert isinstance(two, tuple) and len(two) == 2
 
 
@@ -33,10 +33,13 @@ def test_new_batch_on_every_call_of_a_plain_function(rows):
     assert not np.array_equal(f(), f())
 
 
-def test_random_seed_fixes_plain_eval(rows):
-    a = mb.Minibatch(np.arange(10**6), batch_size=10, random_seed=3).eval()
-    b = mb.Minibatch(np.arange(10**6), batch_size=10, random_seed=3).eval()
-    np.testing.assert_array_equal(a, b)
+def test_equal_int_seeds_share_one_index_other_seeds_do_not():
+    a = mb.Minibatch(np.arange(10**6), batch_size=10, random_seed=3)
+    b = mb.Minibatch(np.arange(10**6) * 2, batch_size=10, random_seed=3)
+    c = mb.Minibatch(np.arange(10**6), batch_size=10, random_seed=4)
+    va, vb, vc = pm.draw([a, b, c], random_seed=0)
+    np.testing.assert_array_equal(2 * va, vb)
+    assert not np.array_equal(va, vc)
 
 
 def test_synchronised_when_pymc_reseeds(rows):

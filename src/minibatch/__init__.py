@@ -31,15 +31,15 @@ Where later features plug in
   opened the two wrappers; a backend that needs more registers a dispatch for them.
 * SVGD / ASVGD: the same input-0 convention puts the index outside the particle scan.
 * Legacy API (multi-axis batch specs, ``.shared``, ``set_value``, aligned seeds): one gather
-  node per subsampled axis on the same data; ``MinibatchVariable`` carries the attributes, and
-  objects aligned by seed share one index variable.
+  node per subsampled axis; ``Minibatch`` (a ``TensorVariable`` subclass) carries the
+  attributes, and objects built with the same int seed share one index variable.
 * Other sampling schemes (without replacement, epoch-shuffled): another index Op producing
   positions; the gather and the scaling stay as they are.
 """
 
-from minibatch._gather import MinibatchVariable
-from minibatch._minibatch import Minibatch
+from minibatch._minibatch import align_minibatches
+from minibatch._variable import Minibatch
 
 __version__ = "0.1.0"
 
-__all__ = ["Minibatch", "MinibatchVariable", "__version__"]
+__all__ = ["Minibatch", "__version__", "align_minibatches"]

@@ -22,6 +22,9 @@ the index alone, which is exactly right.
 
 from __future__ import annotations
 
+import weakref
+from typing import Any
+
 import numpy as np
 import pytensor
 from pymc.data import MinibatchOp, minibatch_index
@@ -37,9 +40,9 @@ class MinibatchIndexOp(MinibatchOp):
 
 
 def draw_index(
-    data: TensorVariable, batch_size: int, rng: pytensor.compile.SharedVariable
+    data: TensorVariable, batch_size: int, rng: pytensor.compile.SharedVariable, axis: int = 0
 ) -> TensorVariable:
-    """Build the symbolic index of ``batch_size`` positions along the first axis of ``data``.
+    """Build the symbolic index of ``batch_size`` positions along ``axis`` of ``data``.
 
     ``rng`` gets a ``default_update``, so even a plain ``pytensor.function`` draws a new index on
     every call; PyMC's compile functions find the same update through the Op.
@@ -57,7 +60,7 @@ def draw_index(
     """
     data_in = data.type()
     rng_in = RandomGeneratorType()("rng")
-    n = data_in.shape[0]
+    n = data_in.shape[axis]
     rng_next, index = minibatch_index(0, n, size=(batch_size,), rng=rng_in).owner.outputs
     op = MinibatchIndexOp([data_in, rng_in], [data_in.copy(), rng_next, index])
     _, rng_update, index_out = op(data, rng)
@@ -66,6 +69,44 @@ def draw_index(
     return index_out
 
 
-def new_rng(random_seed: int | np.random.Generator | None) -> pytensor.compile.SharedVariable:
+def new_rng(random_seed: Any) -> pytensor.compile.SharedVariable:
     """A shared numpy Generator for one index (PyMC reseeds it from ``random_seed``)."""
     return pytensor.shared(np.random.default_rng(random_seed), name="minibatch_rng")
+
+
+# Indices built with an explicit int seed, by (length, batch size, seed): the legacy API aligned
+# separate Minibatch objects by giving them equal seeds; here they share one index variable, so
+# they stay aligned whatever seeds PyMC assigns later.
+_SEEDED: weakref.WeakValueDictionary[tuple[int, int, int, int], TensorVariable] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def is_shared_index(index: TensorVariable) -> bool:
+    """Was ``index`` handed out to every call with its seed (so other minibatches may use it)?"""
+    return any(index is shared for shared in _SEEDED.values())
+
+
+def index_for(
+    data: TensorVariable, length: int, batch_size: int, seed: Any, axis: int = 0
+) -> TensorVariable:
+    """The index for ``batch_size`` of ``length`` positions along ``axis`` of ``data``.
+
+    With an int ``seed`` the index is shared by every call with the same axis, length, size and
+    seed; its generator starts from ``(seed, axis)``, so the axes of one call draw independently.
+
+    >>> import numpy as np, pytensor.tensor as pt
+    >>> a = index_for(pt.as_tensor(np.zeros(9)), 9, 3, seed=42)
+    >>> a is index_for(pt.as_tensor(np.ones(9)), 9, 3, seed=42)
+    True
+    >>> a is index_for(pt.as_tensor(np.ones(9)), 9, 3, seed=None)
+    False
+    """
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+        return draw_index(data, batch_size, new_rng(seed), axis)
+    key = (axis, length, batch_size, int(seed))
+    index = _SEEDED.get(key)
+    if index is None:
+        index = draw_index(data, batch_size, new_rng([int(seed), axis]), axis)
+        _SEEDED[key] = index
+    return index

@@ -7,7 +7,7 @@ runtime assertions, so a check left for later would be no check at all there.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,38 +43,127 @@ def check_batch_size(batch_size: Any) -> int:
     return size
 
 
-def as_data_tensor(value: Any, label: str) -> TensorVariable:
+def as_data_tensor(
+    value: Any,
+    label: str,
+    open_axes: Sequence[int] = (0,),
+    dtype: str | None = None,
+    in_memory_size: Any = None,
+    broadcastable: Sequence[bool] | None = None,
+) -> TensorVariable:
     """Convert one dataset to a tensor: floats become ``floatX``; ints and bools keep their dtype.
 
     Accepts numpy arrays, nested lists, pandas objects, pytensor constants and shared variables
-    (``pm.Data`` among them) and expressions of those.  ``label`` names the argument in errors.
-    Array-like data is copied once into a shared variable whose leading length is left open: no
-    backend then embeds it in compiled code as a constant (Numba cannot cache such code; JAX
-    folds it into the program), and its rows can later be replaced.
+    (``pm.Data`` among them) and expressions of those.  ``label`` names the argument in errors;
+    ``dtype`` overrides the dtype; ``in_memory_size`` keeps only a leading part of array data;
+    ``broadcastable`` marks axes of length 1 as broadcastable (True) or not (False).
+    Array-like data is copied once into a shared variable with no static shape (as the legacy
+    API had), so it can be refilled and its batches replaced by data of other shapes; only axes
+    marked broadcastable keep a static 1.  No backend then embeds the data in compiled code as
+    a constant (Numba cannot cache such code).  ``open_axes`` are the subsampled axes.
     """
     if isinstance(value, Variable):
         tensor = _checked_symbolic(value, label)
-    else:
-        if hasattr(value, "to_numpy"):  # pandas Series / DataFrame
-            value = value.to_numpy()
-        array = np.asarray(value)
-        if array.dtype.kind not in "biuf":
-            raise TypeError(
-                f"{label} must hold numbers; got an array of dtype {array.dtype}. "
-                "Convert it to a numeric array first."
-            )
-        dtype = pytensor.config.floatX if array.dtype.kind == "f" else array.dtype
-        array = np.array(array, dtype=dtype, copy=True)
-        shape = (None, *array.shape[1:]) if array.ndim else ()
-        tensor = pytensor.shared(array, shape=shape, borrow=True)
-    if tensor.dtype.startswith("float") and tensor.dtype != pytensor.config.floatX:
-        tensor = pt.cast(tensor, pytensor.config.floatX)
-    if tensor.ndim == 0:
+        _check_rank(tensor.ndim, label)
+        target = dtype or (pytensor.config.floatX if tensor.dtype.startswith("float") else None)
+        tensor = pt.cast(tensor, target) if target and target != tensor.dtype else tensor
+        if broadcastable is not None:
+            axes = _broadcastable_axes(broadcastable, current_shape(tensor), open_axes, label)
+            tensor = pt.specify_broadcastable(tensor, *axes) if axes else tensor
+        return tensor
+    array = _numeric(value, label)
+    _check_rank(array.ndim, label)
+    array = np.array(keep_in_memory(array, in_memory_size), dtype=dtype or _dtype(array))
+    if broadcastable is None:
+        broadcastable = [n == 1 and axis not in open_axes for axis, n in enumerate(array.shape)]
+    ones = _broadcastable_axes(broadcastable, array.shape, open_axes, label)
+    shape = tuple(
+        None if axis in open_axes or n != 1 or axis not in ones else n
+        for axis, n in enumerate(array.shape)
+    )
+    return pytensor.shared(array, shape=shape, borrow=True)
+
+
+def _check_rank(ndim: int, label: str) -> None:
+    if ndim == 0:
         raise ValueError(
             f"{label} must be at least 1-D (rows along the first axis); got a 0-d value. "
-            "Hint: batch_size is keyword-only, write Minibatch(data, batch_size=...)."
+            "Hint: Minibatch(data, batch_size=...) takes the datasets first."
         )
-    return tensor
+
+
+def _broadcastable_axes(
+    broadcastable: Sequence[bool], shape: Sequence[int], open_axes: Sequence[int], label: str
+) -> list[int]:
+    """The axes marked broadcastable, checked: of length 1 and not subsampled."""
+    if len(broadcastable) != len(shape):
+        raise ValueError(
+            f"broadcastable {tuple(broadcastable)} must have one entry per axis of {label} "
+            f"(shape {tuple(shape)})"
+        )
+    axes = [axis for axis, flag in enumerate(broadcastable) if flag]
+    for axis in axes:
+        if shape[axis] != 1 or axis in open_axes:
+            raise ValueError(
+                f"broadcastable marks axis {axis} of {label} (shape {tuple(shape)}), but only "
+                "axes of length 1 that are not subsampled can broadcast"
+            )
+    return axes
+
+
+def _numeric(value: Any, label: str) -> np.ndarray:
+    array = np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{label} must hold numbers; got an array of dtype {array.dtype}. "
+            "Convert it to a numeric array first."
+        )
+    return array
+
+
+def _dtype(array: np.ndarray) -> Any:
+    return pytensor.config.floatX if array.dtype.kind == "f" else array.dtype
+
+
+def keep_in_memory(array: np.ndarray, in_memory_size: Any) -> np.ndarray:
+    """The part of ``array`` that the legacy ``in_memory_size`` keeps (int, or per-axis list).
+
+    >>> keep_in_memory(np.zeros((5, 4, 3)), [2, Ellipsis, slice(1, 3)]).shape
+    (2, 4, 2)
+    """
+    if in_memory_size is None:
+        return array
+    entries = in_memory_size if isinstance(in_memory_size, list | tuple) else [in_memory_size]
+    index = tuple(
+        e if e is Ellipsis or isinstance(e, slice) else slice(0, operator.index(e)) for e in entries
+    )
+    return array[index]
+
+
+def conform(
+    value: Any, shared: SharedVariable, open_axes: Iterable[int], in_memory_size: Any = None
+) -> np.ndarray:
+    """``value`` made fit to replace what ``shared`` holds, or a clear error (``shared`` kept).
+
+    Only the subsampled ``open_axes`` may change length; the dtype kind must stay.
+    """
+    array = keep_in_memory(_numeric(value, "value"), in_memory_size)
+    stored = shared.type
+    current = shared.get_value(borrow=True).shape
+    shape = [None if axis in set(open_axes) else n for axis, n in enumerate(current)]
+    if not np.can_cast(array.dtype, stored.dtype, casting="same_kind"):
+        raise TypeError(
+            f"cannot store {array.dtype} data in a minibatch of dtype {stored.dtype}; "
+            "the old data is kept"
+        )
+    fixed = [(axis, n) for axis, n in enumerate(shape) if n is not None]
+    if array.ndim != stored.ndim or any(array.shape[axis] != n for axis, n in fixed):
+        expected = tuple("any" if n is None else n for n in shape)
+        raise ValueError(
+            f"new data of shape {array.shape} does not fit this minibatch: expected shape "
+            f"{expected} (only subsampled axes may change length); the old data is kept"
+        )
+    return array.astype(stored.dtype)
 
 
 def _checked_symbolic(value: Variable, label: str) -> TensorVariable:
@@ -105,18 +194,25 @@ def current_shape(tensor: TensorVariable) -> tuple[int, ...]:
     return tuple(int(s) for s in tensor.shape.eval())
 
 
-def check_lengths(tensors: Sequence[TensorVariable]) -> int:
-    """Return the common leading length; refuse empty data and mismatched lengths."""
+def check_lengths(tensors: Sequence[TensorVariable], axes: Sequence[int] = (0,)) -> list[tuple]:
+    """Return the current shapes; refuse empty data and lengths that differ on subsampled axes."""
     shapes = [current_shape(t) for t in tensors]
     for i, shape in enumerate(shapes):
         if 0 in shape:
             raise ValueError(f"data argument {i} is empty (shape {shape}); nothing to sample from")
-    first = shapes[0][0]
-    for i, shape in enumerate(shapes[1:], start=1):
-        if shape[0] != first:
+        if len(shape) <= max(axes):
             raise ValueError(
-                f"data argument {i} has {shape[0]} rows but argument 0 has {first}; every dataset "
-                "of one Minibatch must have the same length along the first axis "
-                f"(shapes: {', '.join(map(str, shapes))})."
+                f"data argument {i} has {len(shape)} axes but batch_size subsamples axis "
+                f"{max(axes)}"
             )
-    return first
+    for axis in axes:
+        first = shapes[0][axis]
+        for i, shape in enumerate(shapes[1:], start=1):
+            if shape[axis] != first:
+                rows = "rows" if axis == 0 else f"entries along axis {axis}"
+                raise ValueError(
+                    f"data argument {i} has {shape[axis]} {rows} but argument 0 has {first}; "
+                    f"every dataset of one Minibatch must have the same length along each "
+                    f"subsampled axis (shapes: {', '.join(map(str, shapes))})."
+                )
+    return shapes

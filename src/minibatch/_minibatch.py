@@ -1,81 +1,141 @@
-"""``Minibatch``: random batches of one or more datasets, synchronised by one shared index."""
+"""Building minibatches: the call rules, the legacy options, and ``align_minibatches``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
+from pytensor.graph.basic import Variable
 
 from minibatch import _upstream
-from minibatch._gather import MinibatchVariable, gather
-from minibatch._index import draw_index, new_rng
-from minibatch._inputs import as_data_tensor, check_batch_size, check_lengths
+from minibatch._gather import gather
+from minibatch._index import index_for
+from minibatch._inputs import as_data_tensor, check_lengths
+from minibatch._spec import is_spec_entry, parse_spec
+from minibatch._variable import Minibatch, Storage, attach_storage
+
+_UNSET: Any = object()
 
 
-def Minibatch(  # noqa: N802 - a constructor-like name, as in PyMC
+def build(
     *data: Any,
-    batch_size: int = 128,
-    random_seed: int | np.random.Generator | None = None,
-) -> MinibatchVariable | tuple[MinibatchVariable, ...]:
-    """Draw random rows of one or more datasets, the same rows from each.
-
-    Every call builds ONE random index of ``batch_size`` positions (with replacement, as in
-    PyMC) and applies it to every dataset, so row ``k`` of every output comes from the same
-    source row, whatever seeds PyMC assigns later.
+    batch_size: Any = _UNSET,
+    dtype: str | None = None,
+    broadcastable: Any = None,
+    name: str | None = None,
+    random_seed: Any = _UNSET,
+    update_shared_f: Any = None,
+    in_memory_size: Any = None,
+) -> Minibatch | tuple[Minibatch, ...]:
+    """Build the batches of ``Minibatch(*data, ...)``.
 
     Parameters
     ----------
     *data : array_like or TensorVariable
-        One or more datasets with the same length along the first axis: numpy arrays, nested
-        lists, pandas objects, pytensor constants or shared variables, ``pm.Data`` containers.
-        Floating-point data is cast to ``pytensor.config.floatX``; integer data keeps its dtype.
-    batch_size : int, default 128
-        Rows per batch (keyword-only). Numpy integers are accepted; bools are not.
+        One or more datasets with equal lengths along every subsampled axis: numpy arrays,
+        nested lists, pandas objects, pytensor constants or shared variables, ``pm.Data``.
+        Floating-point data becomes ``floatX``; integer data keeps its dtype.  Array data is
+        copied once into a shared variable (``batch.shared``).
+    batch_size : int or list, default 128
+        An int subsamples the leading axis.  A list has one entry per leading axis: an int, a
+        ``(size, seed)`` pair, ``None`` (keep the axis whole) or one ``Ellipsis`` (keep the axes
+        it stands for; later entries address the trailing axes).  Numpy ints are accepted.
+    dtype : str, optional
+        Cast the data to this dtype instead.
+    broadcastable : tuple of bool, optional
+        Which axes broadcast.  By default an axis of length 1 that is not subsampled does.
+    name : str, optional
+        Name of the batch (``name_i`` for the i-th of several).
     random_seed : int, numpy Generator or None
-        Seed of the index's generator. ``pm.fit(random_seed=...)`` and the other PyMC samplers
-        reseed it, so this only matters for plain ``pytensor.function`` / ``eval`` use.
+        Seed of the index generators.  Batches built with the same int seed and size over data
+        of the same length share one index, so separate objects stay aligned even after PyMC
+        reseeds (the legacy way of aligning them); such a batch refuses ``set_value`` with
+        another length.  Defaults to 42 (the legacy default) for one array-like dataset, and to
+        None for several datasets (synchronised by construction) or for symbolic data such as
+        ``pm.Data``, whose length may change behind our back.
+    update_shared_f : callable, optional
+        Returns new data for ``batch.update_shared()``.
+    in_memory_size : int or list of int | slice | Ellipsis, optional
+        Keep only this part of the data (and of every refill) in memory.
 
-    Returns
-    -------
-    MinibatchVariable or tuple of MinibatchVariable
-        One batch for one dataset, a tuple for several. Use them as ``observed=`` data with
-        ``total_size`` set to the full size, so the likelihood is scaled by ``N / batch_size``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        At construction, naming the argument: a bad ``batch_size``, 0-d, empty or non-numeric
-        data, datasets of different lengths, data that depends on random variables.
-
-    Examples
-    --------
-    >>> import numpy as np, pymc as pm
-    >>> import minibatch as mb
-    >>> x = np.arange(20.0).reshape(10, 2)
-    >>> y = np.arange(10)
-    >>> xb, yb = mb.Minibatch(x, y, batch_size=4, random_seed=1)
-    >>> xv, yv = pm.draw([xb, yb], random_seed=2)
-    >>> xv.shape, yv.shape
-    ((4, 2), (4,))
-    >>> bool((xv[:, 0] == 2 * yv).all())  # the same rows of x and y
-    True
-
-    In a model, with ``total_size`` the full number of rows:
-
-    >>> with pm.Model() as model:
-    ...     w = pm.Normal("w", 0, 1)
-    ...     obs = pm.Normal("obs", w * xb[:, 0], 1, observed=yb, total_size=len(y))
+    Telling the two signatures apart: a second positional argument that is an int, or a list
+    or tuple whose entries are ints, ``(size, seed)`` pairs, ``None`` or ``Ellipsis``, is the
+    legacy batch size: ``Minibatch(data, 20)``, ``Minibatch(data, [2, None, 20])``.  Pass a
+    list of numbers meant as a second dataset as an array.  Giving a positional batch size and
+    ``batch_size=`` both, or a positional batch size after several datasets, is refused.
     """
+    data, batch_size = _split_positional_batch_size(data, batch_size)
     if not data:
-        raise TypeError(
-            "Minibatch needs at least one dataset: Minibatch(data, ..., batch_size=...)"
-        )
+        raise TypeError("Minibatch needs at least one dataset: Minibatch(data, batch_size=...)")
     _upstream.install()
-    size = check_batch_size(batch_size)
-    tensors = [as_data_tensor(d, f"data argument {i}") for i, d in enumerate(data)]
-    check_lengths(tensors)
-    index = draw_index(tensors[0], size, new_rng(random_seed))
-    batches = gather(index, tensors)
+    legacy_default = len(data) == 1 and not isinstance(data[0], Variable)
+    seed = (42 if legacy_default else None) if random_seed is _UNSET else random_seed
+    spec = 128 if batch_size is _UNSET else batch_size
+    ndim = _rank(data[0])
+    axes = parse_spec(spec, ndim, seed)
+    open_axes = [a.axis for a in axes]
+    tensors = [
+        as_data_tensor(d, f"data argument {i}", open_axes, dtype, in_memory_size, broadcastable)
+        for i, d in enumerate(data)
+    ]
+    shapes = check_lengths(tensors, open_axes)
+    batches: list[Any] = tensors
+    for ax in axes:
+        index = index_for(tensors[0], shapes[0][ax.axis], ax.size, ax.seed, ax.axis)
+        batches = gather(index, batches, ax.axis)
+    storage = Storage(update_shared_f, in_memory_size)
     for i, (batch, tensor) in enumerate(zip(batches, tensors, strict=True)):
-        batch.name = f"{tensor.name}_minibatch" if tensor.name else f"minibatch_{i}"
+        batch.name = _name(name, tensor, i, len(batches))
+        attach_storage(batch, storage)
     return batches[0] if len(batches) == 1 else tuple(batches)
+
+
+def _split_positional_batch_size(data: tuple, batch_size: Any) -> tuple[tuple, Any]:
+    if len(data) < 2 or not _looks_like_spec(data[1]):
+        return data, batch_size
+    if len(data) > 2:
+        raise TypeError(
+            f"argument 1 ({data[1]!r}) reads as a legacy batch size, but more datasets follow it; "
+            "write Minibatch(x, y, ..., batch_size=...), or pass numbers meant as data as an array"
+        )
+    if batch_size is not _UNSET:
+        raise TypeError(
+            f"batch size given twice: positionally ({data[1]!r}) and as batch_size={batch_size!r}; "
+            "pass numbers meant as a second dataset as an array"
+        )
+    return data[:1], data[1]
+
+
+def _looks_like_spec(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return len(value) > 0 and all(is_spec_entry(v) for v in value)
+    return is_spec_entry(value) and value is not None and value is not Ellipsis
+
+
+def _rank(value: Any) -> int:
+    ndim = getattr(value, "ndim", None)
+    if ndim is None:
+        import numpy as np
+
+        ndim = np.ndim(value.to_numpy() if hasattr(value, "to_numpy") else value)
+    return int(ndim)
+
+
+def _name(name: str | None, tensor: Any, i: int, count: int) -> str:
+    if name is not None:
+        return name if count == 1 else f"{name}_{i}"
+    return f"{tensor.name}_minibatch" if tensor.name else f"minibatch_{i}"
+
+
+def align_minibatches(batches: Iterable[Any] | None = None) -> None:
+    """Kept for legacy code; alignment now holds by construction, so this checks and returns.
+
+    The legacy API aligned separately built Minibatch objects by resetting generators that had
+    equal seeds, and ``pm.fit``'s reseeding undid it.  Now the datasets of one call share one
+    index, and separate calls with the same int ``random_seed`` and batch size over data of the
+    same length share one index too, whatever PyMC reseeds.  There is nothing left to reset;
+    arguments that are not minibatches are still refused, as before.
+    """
+    for batch in batches or ():
+        if not isinstance(batch, Minibatch):
+            raise TypeError(f"{batch!r} is not a Minibatch")

@@ -8,9 +8,10 @@ installed file is touched.
 ``scaling``
     VI's loss normaliser crashes on tuple ``total_size`` and mis-scales int ``total_size`` on
     rank >= 2 observations (regression of pymc PR #7787).
-``svgd``
+``scan``
     SVGD / ASVGD refuse every ``MinibatchOp``; ours are safe (the index is drawn outside the
-    particle scan), so the refusal is lifted for them only.
+    particle scan), so the refusal is lifted for them only.  The scan's non-sequences are
+    listed once each (two gathers by one index would otherwise repeat it).
 ``seeding``
     ``random_seed`` fixes SVGD's initial particles and the RNGs that only updates use (the
     minibatch index of an SVGD step).
@@ -22,12 +23,12 @@ installed file is touched.
 
 from __future__ import annotations
 
-from minibatch._upstream import backends, scaling, seeding, svgd
+from minibatch._upstream import backends, scaling, scan, seeding
 
 
 def install() -> None:
     """Apply every workaround (idempotent)."""
     scaling.install()
-    svgd.install()
+    scan.install()
     seeding.install()
     backends.install()

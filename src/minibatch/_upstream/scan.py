@@ -1,4 +1,4 @@
-"""SVGD and ASVGD on minibatch models: PyMC's refusal, lifted for our minibatches only.
+"""VI's scans over Monte Carlo samples and SVGD particles, on minibatch models.
 
 ``KSD.apply`` (``pymc.variational.operators``) raises ``NotImplementedInference`` whenever
 ``_known_scan_ignored_inputs`` finds a ``MinibatchOp`` or ``SimulatorRV``: with PyMC's own
@@ -8,14 +8,21 @@ found as of pymc 5.28.5).  That same function, in opvi, picks the scan's non-seq
 of each ``MinibatchOp`` node, and input 0 of our gather is the index.  So with our minibatches
 the index is drawn once per step, outside the scan, and all particles see the same rows (tested
 against the same step on a constant batch).  operators' copy of the function is pointed at one
-that skips our nodes; opvi's copy, which builds the scan, is left alone.
+that skips our nodes.
+
+opvi's copy, which builds the scan, returns input 0 of every node, duplicates included: two
+gathers by one index (a batch and its cast, or several subsampled axes of one call) then give
+the scan the same non-sequence twice, and pytensor refuses (``UnusedInputError: Variable
+minibatch_index is used twice``).  It is wrapped to drop repeats, keeping the order.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pymc.variational.operators as _operators
+import pymc.variational.opvi as _opvi
 from pymc.data import MinibatchOp
 from pymc.distributions.simulator import SimulatorRV
 from pytensor.graph.traversal import ancestors
@@ -36,6 +43,17 @@ def scan_unsafe_inputs(terms: Any) -> list[Any]:
     ]
 
 
+def without_repeats(find: Any) -> Any:
+    """Wrap opvi's ``_known_scan_ignored_inputs`` so each input is listed once."""
+
+    @functools.wraps(find)
+    def wrapper(terms: Any) -> list[Any]:
+        return list(dict.fromkeys(find(terms)))
+
+    return wrapper
+
+
 def install() -> None:
-    """Let SVGD and ASVGD run on our minibatches (idempotent)."""
+    """Let SVGD and ASVGD run on our minibatches; list each scan input once (idempotent)."""
     patch(_operators, "_known_scan_ignored_inputs", lambda _: scan_unsafe_inputs)
+    patch(_opvi, "_known_scan_ignored_inputs", without_repeats)

@@ -1,0 +1,179 @@
+"""The ``Minibatch`` variable: a TensorVariable that is a batch, with the legacy attributes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pytensor.compile import SharedVariable
+from pytensor.tensor.elemwise import Elemwise
+from pytensor.tensor.shape import SpecifyShape
+from pytensor.tensor.variable import TensorVariable
+
+from minibatch._gather import MinibatchGatherOp, cast_source
+from minibatch._index import is_shared_index
+
+
+@dataclass(frozen=True)
+class Storage:
+    """What the legacy API kept beside a batch: how to refill it, and how much of it to keep."""
+
+    update_shared_f: Any = None
+    in_memory_size: Any = None
+
+
+class Minibatch(TensorVariable):
+    """Random batches of one or more datasets, drawn by one shared index.
+
+    ``Minibatch(*data, batch_size=128)`` returns one batch for one dataset and a tuple for
+    several; each batch is a ``Minibatch``, a ``TensorVariable`` that supports any math and
+    PyMC's ``observed=``.  The legacy signature
+    ``Minibatch(data, batch_size=128, dtype=None, broadcastable=None, name="Minibatch",
+    random_seed=42, update_shared_f=None, in_memory_size=None)`` works too; see
+    :func:`minibatch._minibatch.build` for every parameter and the rules that tell the two
+    forms apart.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> import minibatch as mb
+    >>> x = np.arange(20.0).reshape(10, 2)
+    >>> y = np.arange(10)
+    >>> xb, yb = mb.Minibatch(x, y, batch_size=4, random_seed=1)
+    >>> isinstance(xb, mb.Minibatch)
+    True
+    >>> xv, yv = pm.draw([xb, yb], random_seed=2)
+    >>> xv.shape, yv.shape
+    ((4, 2), (4,))
+    >>> bool((xv[:, 0] == 2 * yv).all())  # the same rows of x and y
+    True
+
+    In a model, with ``total_size`` the full number of rows:
+
+    >>> with pm.Model() as model:
+    ...     w = pm.Normal("w", 0, 1)
+    ...     obs = pm.Normal("obs", w * xb[:, 0], 1, observed=yb, total_size=len(y))
+
+    The legacy attributes:
+
+    >>> xb.shared.get_value().shape, xb.minibatch is xb
+    ((10, 2), True)
+    >>> xb.set_value(np.ones((10, 2)))
+    >>> pm.draw(xb, random_seed=0).tolist()
+    [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    """
+
+    def __new__(cls, *data: Any, **kwargs: Any) -> Any:
+        if not data or "type" in kwargs:  # pytensor cloning, or the copy protocol
+            return super().__new__(cls)
+        from minibatch._minibatch import build
+
+        return build(*data, **kwargs)
+
+    def __init__(self, *data: Any, **kwargs: Any) -> None:
+        if "type" in kwargs:
+            super().__init__(**kwargs)
+        elif not data:
+            raise TypeError("Minibatch needs at least one dataset: Minibatch(data, batch_size=...)")
+        # otherwise __new__ built this batch already
+
+    def astype(self, dtype: Any) -> Any:
+        """Cast; the result is still a batch (the stored data is cast, the indices are kept)."""
+        if str(dtype) == self.dtype:
+            return self
+        cast = cast_source(self, str(dtype))
+        cast.name = self.name
+        return cast
+
+    @property
+    def minibatch(self) -> Minibatch:
+        """The batch itself (legacy: the random slice that training uses)."""
+        return self
+
+    @property
+    def shared(self) -> SharedVariable:
+        """The shared variable that stores the full data this batch is drawn from."""
+        source, _ = self._source()
+        if not isinstance(source, SharedVariable):
+            raise AttributeError(
+                f"{self.name or 'this minibatch'} is drawn from {source}, which is not stored in "
+                "a shared variable; build the Minibatch from an array or a pm.Data container."
+            )
+        return source
+
+    def _indices(self) -> list[tuple[int, Any]]:
+        """(axis, index) of every gather above the stored data."""
+        found, var = [], self
+        while var.owner is not None and isinstance(var.owner.op, MinibatchGatherOp):
+            node = var.owner
+            found.append((node.op.axis, node.inputs[0]))
+            var = node.inputs[node.outputs.index(var)]
+        return found
+
+    def _source(self) -> tuple[Any, set[int]]:
+        """The stored data under the gathers (and casts), and the axes they subsample."""
+        source: Any = self
+        axes = set()
+        while source.owner is not None:
+            node = source.owner
+            if isinstance(node.op, MinibatchGatherOp):
+                axes.add(node.op.axis)
+                source = node.inputs[node.outputs.index(source)]
+            elif isinstance(node.op, Elemwise | SpecifyShape):  # a cast or a broadcast mark
+                source = node.inputs[0]
+            else:
+                break
+        return source, axes
+
+    @property
+    def in_memory_size(self) -> Any:
+        """The part of each new dataset that is kept in memory (legacy ``in_memory_size``)."""
+        return self._storage.in_memory_size
+
+    @property
+    def _storage(self) -> Storage:
+        return getattr(self.tag, "minibatch_storage", Storage())
+
+    def set_value(self, value: Any) -> None:
+        """Replace the stored data; batches come from the new data from the next draw on.
+
+        ``value`` may have another length along the subsampled axes; every other axis and the
+        dtype kind must match, else the old data stays and a ``ValueError`` / ``TypeError`` says
+        what differs.  ``total_size`` in a model does not follow: pass the new size yourself.
+        """
+        from minibatch._inputs import conform
+
+        shared = self.shared
+        _, axes = self._source()
+        new = conform(value, shared, axes, self._storage.in_memory_size)
+        old = shared.get_value(borrow=True).shape
+        for axis, index in self._indices():
+            if new.shape[axis] != old[axis] and is_shared_index(index):
+                raise ValueError(
+                    f"new data has {new.shape[axis]} entries along axis {axis}, not {old[axis]}, "
+                    "but this minibatch shares its index with every minibatch built with the same "
+                    "random_seed and batch size over data of that length (that is what keeps them "
+                    "aligned); the old data is kept. Build it with random_seed=None to refill it "
+                    "with data of another length."
+                )
+        shared.set_value(new, borrow=True)
+
+    def update_shared(self) -> None:
+        """Refill the stored data from ``update_shared_f()`` (legacy API)."""
+        update = self._storage.update_shared_f
+        if update is None:
+            raise ValueError(
+                "update_shared needs update_shared_f, given when building the Minibatch"
+            )
+        self.set_value(update())
+
+
+def attach_storage(batch: Minibatch, storage: Storage) -> None:
+    """Keep the legacy refill settings with a batch (in ``tag``, which pytensor copies on clone)."""
+    batch.tag.minibatch_storage = storage
+
+
+def numpy_value(value: Any) -> np.ndarray:
+    """A dataset as an array (pandas objects through ``to_numpy``)."""
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value)
