@@ -120,25 +120,35 @@ def test_shared_minibatch_and_replacing_by_the_stored_data():
 
 
 def test_set_value_changes_the_source_and_refuses_misfits():
-    x = mb.Minibatch(np.zeros((30, 4)), 5, random_seed=None)
+    x = mb.Minibatch(np.zeros((30, 4)), 5)
     x.set_value(np.ones((7, 4)))
     assert pm.draw(x, random_seed=0).tolist() == [[1.0] * 4] * 5
     with pytest.raises(ValueError, match=r"shape \(7, 3\) does not fit.*old data is kept"):
         x.set_value(np.ones((7, 3)))
-    ints = mb.Minibatch(np.arange(10), 3, random_seed=None)
+    ints = mb.Minibatch(np.arange(10), 3)
     with pytest.raises(TypeError, match="cannot store float64 data in a minibatch of dtype int64"):
         ints.set_value(np.ones(4))
     np.testing.assert_array_equal(x.shared.get_value(), np.ones((7, 4)))
     np.testing.assert_array_equal(ints.shared.get_value(), np.arange(10))
 
 
-def test_set_value_of_another_length_is_refused_when_the_index_is_shared():
-    a = mb.Minibatch(np.zeros((31, 2)), 5, random_seed=3)
-    b = mb.Minibatch(np.ones((31, 2)), 5, random_seed=3)
+def test_another_length_is_refused_while_another_minibatch_shares_the_index():
+    a = mb.Minibatch(np.zeros((31, 2)), 5, random_seed=3, name="a")
+    b = mb.Minibatch(np.ones((31, 2)), 5, random_seed=3, name="b")
     b.set_value(np.full((31, 2), 2.0))  # same length: fine
-    with pytest.raises(ValueError, match=r"shares its index .* old data is kept"):
-        a.set_value(np.zeros((40, 2)))
-    assert a.shared.get_value().shape == (31, 2)
+    for batch in (a, b):
+        with pytest.raises(ValueError, match=r"shares its index .* old data is kept"):
+            batch.set_value(np.zeros((40, 2)))
+    xb, _yb = mb.Minibatch(np.zeros((9, 2)), np.zeros(9), batch_size=3, name="xy")
+    with pytest.raises(ValueError, match=r"shares its index with \['xy_1'\]"):
+        xb.set_value(np.zeros((12, 2)))
+    assert a.shared.get_value().shape == (31, 2) and xb.shared.get_value().shape == (9, 2)
+
+
+def test_a_lone_minibatch_takes_any_length_with_the_default_seed():
+    x = mb.Minibatch(np.zeros((33, 2)), 5)
+    x.set_value(np.ones((80, 2)))
+    assert set(pm.draw(x, random_seed=1).ravel()) == {1.0}
 
 
 def test_update_shared_and_in_memory_size():
@@ -148,7 +158,6 @@ def test_update_shared_and_in_memory_size():
         4,
         update_shared_f=lambda: next(calls),
         in_memory_size=8,
-        random_seed=None,
     )
     assert x.in_memory_size == 8
     assert x.shared.get_value().shape == (8, 3)

@@ -82,9 +82,20 @@ _SEEDED: weakref.WeakValueDictionary[tuple[int, int, int, int], TensorVariable] 
 )
 
 
-def is_shared_index(index: TensorVariable) -> bool:
-    """Was ``index`` handed out to every call with its seed (so other minibatches may use it)?"""
-    return any(index is shared for shared in _SEEDED.values())
+# The batches drawn by each index, so that refilling one of them can check the others.
+_USERS: weakref.WeakKeyDictionary[TensorVariable, weakref.WeakSet[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def add_user(index: TensorVariable, batch: Any) -> None:
+    """Record that ``batch`` is drawn by ``index``."""
+    _USERS.setdefault(index, weakref.WeakSet()).add(batch)
+
+
+def users(index: TensorVariable) -> list[Any]:
+    """The live batches drawn by ``index``."""
+    return list(_USERS.get(index, ()))
 
 
 def index_for(

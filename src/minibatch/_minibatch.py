@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pytensor.graph.basic import Variable
-
 from minibatch import _upstream
 from minibatch._gather import gather
-from minibatch._index import index_for
+from minibatch._index import add_user, index_for
 from minibatch._inputs import as_data_tensor, check_lengths
 from minibatch._spec import is_spec_entry, parse_spec
 from minibatch._variable import Minibatch, Storage, attach_storage
@@ -27,49 +25,12 @@ def build(
     update_shared_f: Any = None,
     in_memory_size: Any = None,
 ) -> Minibatch | tuple[Minibatch, ...]:
-    """Build the batches of ``Minibatch(*data, ...)``.
-
-    Parameters
-    ----------
-    *data : array_like or TensorVariable
-        One or more datasets with equal lengths along every subsampled axis: numpy arrays,
-        nested lists, pandas objects, pytensor constants or shared variables, ``pm.Data``.
-        Floating-point data becomes ``floatX``; integer data keeps its dtype.  Array data is
-        copied once into a shared variable (``batch.shared``).
-    batch_size : int or list, default 128
-        An int subsamples the leading axis.  A list has one entry per leading axis: an int, a
-        ``(size, seed)`` pair, ``None`` (keep the axis whole) or one ``Ellipsis`` (keep the axes
-        it stands for; later entries address the trailing axes).  Numpy ints are accepted.
-    dtype : str, optional
-        Cast the data to this dtype instead.
-    broadcastable : tuple of bool, optional
-        Which axes broadcast.  By default an axis of length 1 that is not subsampled does.
-    name : str, optional
-        Name of the batch (``name_i`` for the i-th of several).
-    random_seed : int, numpy Generator or None
-        Seed of the index generators.  Batches built with the same int seed and size over data
-        of the same length share one index, so separate objects stay aligned even after PyMC
-        reseeds (the legacy way of aligning them); such a batch refuses ``set_value`` with
-        another length.  Defaults to 42 (the legacy default) for one array-like dataset, and to
-        None for several datasets (synchronised by construction) or for symbolic data such as
-        ``pm.Data``, whose length may change behind our back.
-    update_shared_f : callable, optional
-        Returns new data for ``batch.update_shared()``.
-    in_memory_size : int or list of int | slice | Ellipsis, optional
-        Keep only this part of the data (and of every refill) in memory.
-
-    Telling the two signatures apart: a second positional argument that is an int, or a list
-    or tuple whose entries are ints, ``(size, seed)`` pairs, ``None`` or ``Ellipsis``, is the
-    legacy batch size: ``Minibatch(data, 20)``, ``Minibatch(data, [2, None, 20])``.  Pass a
-    list of numbers meant as a second dataset as an array.  Giving a positional batch size and
-    ``batch_size=`` both, or a positional batch size after several datasets, is refused.
-    """
+    """Build the batches of ``Minibatch(*data, ...)``; the parameters are documented there."""
     data, batch_size = _split_positional_batch_size(data, batch_size)
     if not data:
         raise TypeError("Minibatch needs at least one dataset: Minibatch(data, batch_size=...)")
     _upstream.install()
-    legacy_default = len(data) == 1 and not isinstance(data[0], Variable)
-    seed = (42 if legacy_default else None) if random_seed is _UNSET else random_seed
+    seed = None if random_seed is _UNSET else random_seed
     spec = 128 if batch_size is _UNSET else batch_size
     ndim = _rank(data[0])
     axes = parse_spec(spec, ndim, seed)
@@ -80,13 +41,15 @@ def build(
     ]
     shapes = check_lengths(tensors, open_axes)
     batches: list[Any] = tensors
-    for ax in axes:
-        index = index_for(tensors[0], shapes[0][ax.axis], ax.size, ax.seed, ax.axis)
+    indices = [index_for(tensors[0], shapes[0][a.axis], a.size, a.seed, a.axis) for a in axes]
+    for ax, index in zip(axes, indices, strict=True):
         batches = gather(index, batches, ax.axis)
     storage = Storage(update_shared_f, in_memory_size)
     for i, (batch, tensor) in enumerate(zip(batches, tensors, strict=True)):
         batch.name = _name(name, tensor, i, len(batches))
         attach_storage(batch, storage)
+        for index in indices:
+            add_user(index, batch)
     return batches[0] if len(batches) == 1 else tuple(batches)
 
 

@@ -78,4 +78,7 @@ def parse_spec(spec: Any, ndim: int, seed: Any) -> list[AxisBatch]:
 
 
 def _too_long(spec: Any, ndim: int) -> str:
-    return f"batch_size {spec!r} addresses more axes than the data has ({ndim})"
+    return (
+        f"batch_size {spec!r} addresses more axes than the data has ({ndim}); "
+        "if it is meant as a dataset, pass it as an array"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from pytensor.tensor.shape import SpecifyShape
 from pytensor.tensor.variable import TensorVariable
 
 from minibatch._gather import MinibatchGatherOp, cast_source
-from minibatch._index import is_shared_index
+from minibatch._index import users
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,59 @@ class Minibatch(TensorVariable):
 
     ``Minibatch(*data, batch_size=128)`` returns one batch for one dataset and a tuple for
     several; each batch is a ``Minibatch``, a ``TensorVariable`` that supports any math and
-    PyMC's ``observed=``.  The legacy signature
-    ``Minibatch(data, batch_size=128, dtype=None, broadcastable=None, name="Minibatch",
-    random_seed=42, update_shared_f=None, in_memory_size=None)`` works too; see
-    :func:`minibatch._minibatch.build` for every parameter and the rules that tell the two
-    forms apart.
+    PyMC's ``observed=``.  The legacy signature ``Minibatch(data, batch_size=128, dtype=None,
+    broadcastable=None, name=None, random_seed=None, update_shared_f=None, in_memory_size=None)``
+    works too.  Row ``k`` of every batch of one call comes from the same source row, whatever
+    seeds PyMC assigns later.  Every bad input is refused here, naming the argument.
+
+    Parameters
+    ----------
+    *data : array_like or TensorVariable
+        One or more datasets with equal lengths along every subsampled axis: numpy arrays,
+        nested lists, pandas objects, pytensor constants or shared variables, ``pm.Data``.
+        Floating-point data becomes ``floatX``; integer data keeps its dtype.  Array data is
+        copied once into a shared variable (``batch.shared``).
+    batch_size : int or list, default 128
+        An int subsamples the leading axis.  A list has one entry per leading axis: an int, a
+        ``(size, seed)`` pair, ``None`` (keep the axis whole) or one ``Ellipsis`` (keep the axes
+        it stands for; later entries address the trailing axes).  Numpy ints are accepted.
+    dtype : str, optional
+        Cast the data to this dtype instead.
+    broadcastable : tuple of bool, optional
+        Which axes broadcast.  By default an axis of length 1 that is not subsampled does.
+    name : str, optional
+        Name of the batch (``name_i`` for the i-th of several).
+    random_seed : int, numpy Generator or None, default None
+        Seed of the index generators.  Minibatches built with the same explicit int seed and
+        batch size over data of the same length share one index, so separate objects stay
+        aligned even after PyMC reseeds (the legacy way of aligning them).  The legacy default
+        was 42, which aligned separate objects silently; here alignment is asked for with an
+        explicit seed, or by building the datasets in one call.
+    update_shared_f : callable, optional
+        Returns new data for ``batch.update_shared()``.
+    in_memory_size : int or list of int | slice | Ellipsis, optional
+        Keep only this part of the data (and of every refill) in memory.
+
+    Returns
+    -------
+    Minibatch or tuple of Minibatch
+        One batch for one dataset, a tuple for several.  Use them as ``observed=`` data with
+        ``total_size`` set to the full size, so the likelihood is scaled by N / batch.
+
+    Raises
+    ------
+    TypeError, ValueError
+        At construction, naming the argument: a bad batch size or spec, 0-d, empty or
+        non-numeric data, lengths that differ on a subsampled axis, data that depends on random
+        variables, ambiguous positional arguments.
+
+    Notes
+    -----
+    Telling the two signatures apart: a second positional argument that is an int, or a list
+    or tuple whose entries are ints, ``(size, seed)`` pairs, ``None`` or ``Ellipsis``, is the
+    legacy batch size: ``Minibatch(data, 20)``, ``Minibatch(data, [2, None, 20])``.  Pass a
+    list of numbers meant as a second dataset as an array.  Giving a positional batch size and
+    ``batch_size=`` both, or a positional batch size after several datasets, is refused.
 
     Examples
     --------
@@ -138,8 +187,10 @@ class Minibatch(TensorVariable):
     def set_value(self, value: Any) -> None:
         """Replace the stored data; batches come from the new data from the next draw on.
 
-        ``value`` may have another length along the subsampled axes; every other axis and the
-        dtype kind must match, else the old data stays and a ``ValueError`` / ``TypeError`` says
+        ``value`` may have another length along the subsampled axes, unless another minibatch
+        is drawn by the same index (one call's datasets, or equal int seeds): they must keep
+        equal lengths to stay aligned.  Every other axis and the dtype kind must match.  A
+        misfit leaves the old data in place and raises a ``ValueError`` / ``TypeError`` saying
         what differs.  ``total_size`` in a model does not follow: pass the new size yourself.
         """
         from minibatch._inputs import conform
@@ -149,15 +200,23 @@ class Minibatch(TensorVariable):
         new = conform(value, shared, axes, self._storage.in_memory_size)
         old = shared.get_value(borrow=True).shape
         for axis, index in self._indices():
-            if new.shape[axis] != old[axis] and is_shared_index(index):
-                raise ValueError(
-                    f"new data has {new.shape[axis]} entries along axis {axis}, not {old[axis]}, "
-                    "but this minibatch shares its index with every minibatch built with the same "
-                    "random_seed and batch size over data of that length (that is what keeps them "
-                    "aligned); the old data is kept. Build it with random_seed=None to refill it "
-                    "with data of another length."
-                )
+            if new.shape[axis] != old[axis]:
+                self._check_index_is_ours(index, axis, new.shape[axis], old[axis])
         shared.set_value(new, borrow=True)
+
+    def _check_index_is_ours(self, index: Any, axis: int, new: int, old: int) -> None:
+        """A new length is fine only if no other minibatch is drawn by the same index."""
+        gc.collect()  # graphs are cyclic: dropped minibatches linger until collected
+        shared = self.shared
+        others = {u.name for u in users(index) if u._source()[0] is not shared}
+        if index.owner.inputs[0] is not shared or others:
+            raise ValueError(
+                f"new data has {new} entries along axis {axis}, not {old}, but this minibatch "
+                f"shares its index with {sorted(others) or 'another minibatch'} (built in the "
+                "same call, or with the same int random_seed and batch size), which keeps them "
+                "aligned; the old data is kept. Refill them with data of the old length, or build "
+                "them again."
+            )
 
     def update_shared(self) -> None:
         """Refill the stored data from ``update_shared_f()`` (legacy API)."""
