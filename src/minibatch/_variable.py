@@ -77,6 +77,12 @@ class Minibatch(TensorVariable):
 
     Notes
     -----
+    Static shapes: the axes that are not subsampled keep their static lengths, which makes each
+    step much cheaper (about 3x on the C backend for the seeds' model) but means a batch can only
+    be replaced by data with those lengths.  A legacy-form call (a positional or list batch
+    size, or any of ``dtype``, ``broadcastable``, ``update_shared_f``, ``in_memory_size``) builds
+    the legacy class's shapeless batch instead, which any replacement fits.
+
     Telling the two signatures apart: a second positional argument that is an int, or a list
     or tuple whose entries are ints, ``(size, seed)`` pairs, ``None`` or ``Ellipsis``, is the
     legacy batch size: ``Minibatch(data, 20)``, ``Minibatch(data, [2, None, 20])``.  Pass a
