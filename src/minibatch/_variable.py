@@ -6,7 +6,6 @@ import gc
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from pytensor.compile import SharedVariable
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.shape import SpecifyShape
@@ -237,8 +236,3 @@ class Minibatch(TensorVariable):
 def attach_storage(batch: Minibatch, storage: Storage) -> None:
     """Keep the legacy refill settings with a batch (in ``tag``, which pytensor copies on clone)."""
     batch.tag.minibatch_storage = storage
-
-
-def numpy_value(value: Any) -> np.ndarray:
-    """A dataset as an array (pandas objects through ``to_numpy``)."""
-    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value)
