@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from minibatch import _upstream
 from minibatch._gather import gather
 from minibatch._index import add_user, index_for
@@ -26,8 +28,9 @@ def build(
     in_memory_size: Any = None,
 ) -> Minibatch | tuple[Minibatch, ...]:
     """Build the batches of ``Minibatch(*data, ...)``; the parameters are documented there."""
-    positional = len(data) == 2 and _looks_like_spec(data[1])
+    given = len(data)
     data, batch_size = _split_positional_batch_size(data, batch_size)
+    positional = len(data) < given
     if not data:
         raise TypeError("Minibatch needs at least one dataset: Minibatch(data, batch_size=...)")
     _upstream.install()
@@ -83,8 +86,6 @@ def _looks_like_spec(value: Any) -> bool:
 def _rank(value: Any) -> int:
     ndim = getattr(value, "ndim", None)
     if ndim is None:
-        import numpy as np
-
         ndim = np.ndim(value.to_numpy() if hasattr(value, "to_numpy") else value)
     return int(ndim)
 

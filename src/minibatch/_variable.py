@@ -156,29 +156,22 @@ class Minibatch(TensorVariable):
             )
         return source
 
-    def _indices(self) -> list[tuple[int, Any]]:
-        """(axis, index) of every gather above the stored data."""
-        found, var = [], self
-        while var.owner is not None and isinstance(var.owner.op, MinibatchGatherOp):
-            node = var.owner
-            found.append((node.op.axis, node.inputs[0]))
-            var = node.inputs[node.outputs.index(var)]
-        return found
-
-    def _source(self) -> tuple[Any, set[int]]:
-        """The stored data under the gathers (and casts), and the axes they subsample."""
+    def _source(self) -> tuple[Any, list[tuple[int, Any]]]:
+        """The stored data under the gathers (and casts), and ``(axis, index)`` of each gather."""
         source: Any = self
-        axes = set()
+        gathers = []
         while source.owner is not None:
             node = source.owner
             if isinstance(node.op, MinibatchGatherOp):
-                axes.add(node.op.axis)
+                gathers.append((node.op.axis, node.inputs[0]))
                 source = node.inputs[node.outputs.index(source)]
-            elif isinstance(node.op, Elemwise | SpecifyShape):  # a cast or a broadcast mark
+            elif isinstance(node.op, SpecifyShape) or (
+                isinstance(node.op, Elemwise) and len(node.inputs) == 1  # a cast
+            ):
                 source = node.inputs[0]
             else:
                 break
-        return source, axes
+        return source, gathers
 
     @property
     def in_memory_size(self) -> Any:
@@ -201,10 +194,10 @@ class Minibatch(TensorVariable):
         from minibatch._inputs import conform
 
         shared = self.shared
-        _, axes = self._source()
-        new = conform(value, shared, axes, self._storage.in_memory_size)
+        _, gathers = self._source()
+        new = conform(value, shared, [axis for axis, _ in gathers], self._storage.in_memory_size)
         old = shared.get_value(borrow=True).shape
-        for axis, index in self._indices():
+        for axis, index in gathers:
             if new.shape[axis] != old[axis]:
                 self._check_index_is_ours(index, axis, new.shape[axis], old[axis])
         shared.set_value(new, borrow=True)
