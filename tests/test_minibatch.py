@@ -102,15 +102,6 @@ def test_integer_minibatch_observed_by_a_discrete_likelihood(dtype):
     assert np.isfinite(logp)
 
 
-def test_missing_total_size_warns_like_pymc(rows):
-    xb = mb.Minibatch(rows, batch_size=4)
-    with (
-        pm.Model(),
-        pytest.warns(UserWarning, match="total_size not provided for observed variable `x`"),
-    ):
-        pm.Normal("x", 0, 1, observed=xb)
-
-
 def test_no_warning_with_total_size(rows):
     xb = mb.Minibatch(rows, batch_size=4)
     with pm.Model(), warnings.catch_warnings():

@@ -40,7 +40,7 @@ def test_normalising_constant_is_n_over_batch(total_size):
     xb = mb.Minibatch(data, batch_size=BATCH)
     with pm.Model():
         mu = pm.Normal("mu", 0, 1, shape=COLS)
-        pm.Normal("x", mu, 1, observed=xb, total_size=total_size)
+        pm.Normal("x", mu, 1, observed=xb, total_size=mb.as_given(total_size))
         approx = pm.ADVI().approx
     expected = 1.0 if total_size == (None, COLS) else N / BATCH
     assert float(approx.symbolic_normalizing_constant.eval()) == pytest.approx(expected)

@@ -38,8 +38,17 @@ Where later features plug in
 """
 
 from minibatch._minibatch import align_minibatches
+from minibatch._predict import full_data_model
+from minibatch._total_size import TotalSizeWarning, as_given
 from minibatch._variable import Minibatch
 
 __version__ = "0.1.0"
 
-__all__ = ["Minibatch", "__version__", "align_minibatches"]
+__all__ = [
+    "Minibatch",
+    "TotalSizeWarning",
+    "__version__",
+    "align_minibatches",
+    "as_given",
+    "full_data_model",
+]

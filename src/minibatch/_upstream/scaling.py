@@ -1,4 +1,4 @@
-"""``total_size``: VI's loss normalisation, and the short tuples of the legacy API.
+"""``total_size``: VI's loss normalisation.
 
 ``symbolic_normalizing_constant`` calls ``get_scaling(total_size, constant_fold([shape]))``:
 the shape vector arrives wrapped in a one-element tuple, a regression of pymc PR #7787
@@ -7,19 +7,12 @@ pymc 5.28.5).  ``get_scaling`` then reads the whole shape vector as the first ax
 ``total_size`` raises ``IndexError: tuple index out of range`` and an int ``total_size`` on a
 rank-2 observed multiplies every axis' ratio together (loss 400x too small in the seeds' model).
 Our wrapper unwraps that tuple and leaves every other call untouched.
-
-``create_minibatch_rv`` (``pymc.variational.minibatch_rv``) asserts that a ``total_size``
-without ``Ellipsis`` has one entry per axis: the legacy docstring's ``(10, None, 30)`` on a
-rank-5 batch fails with a bare ``AssertionError``.  As the legacy API did, a shorter sequence
-now covers the leading axes (the rest are not scaled).  No upstream issue found as of 5.28.5.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-import pymc.variational.minibatch_rv as _minibatch_rv
 import pymc.variational.opvi as _opvi
 from pymc.variational.minibatch_rv import get_scaling as _pymc_get_scaling
 
@@ -33,23 +26,6 @@ def get_scaling(total_size: Any, shape: Any) -> Any:
     return _pymc_get_scaling(total_size, shape)
 
 
-def leading_total_size(create: Any) -> Any:
-    """Wrap ``create_minibatch_rv``: a short ``total_size`` without Ellipsis covers leading axes."""
-
-    @functools.wraps(create)
-    def wrapper(rv: Any, total_size: Any) -> Any:
-        if (
-            isinstance(total_size, list | tuple)
-            and Ellipsis not in total_size
-            and len(total_size) < rv.ndim
-        ):
-            total_size = [*total_size, Ellipsis]
-        return create(rv, total_size)
-
-    return wrapper
-
-
 def install() -> None:
-    """Mend opvi's ``get_scaling`` call and short ``total_size`` tuples (idempotent)."""
+    """Mend opvi's ``get_scaling`` call (idempotent)."""
     patch(_opvi, "get_scaling", lambda _: get_scaling)
-    patch(_minibatch_rv, "create_minibatch_rv", leading_total_size)

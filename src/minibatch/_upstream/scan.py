@@ -27,8 +27,7 @@ from pymc.data import MinibatchOp
 from pymc.distributions.simulator import SimulatorRV
 from pytensor.graph.traversal import ancestors
 
-from minibatch._gather import MinibatchGatherOp
-from minibatch._index import MinibatchIndexOp
+from minibatch._derived import is_ours
 from minibatch._upstream._patch import patch
 
 
@@ -39,7 +38,7 @@ def scan_unsafe_inputs(terms: Any) -> list[Any]:
         for var in ancestors(terms)
         if var.owner is not None
         and isinstance(var.owner.op, MinibatchOp | SimulatorRV)
-        and not isinstance(var.owner.op, MinibatchGatherOp | MinibatchIndexOp)
+        and not is_ours(var.owner)
     ]
 
 

@@ -1,0 +1,89 @@
+"""Observed minibatches in a PyMC model: ``total_size`` inferred, checked or warned about.
+
+``Model.register_rv`` is wrapped (installed with the first ``Minibatch``, idempotent).  For an
+observed variable it
+
+* validates an explicit ``total_size`` (see ``_total_size``) and hands PyMC one entry per axis;
+* when the observed data is a minibatch (or a cast of one) and ``total_size`` is omitted, scales
+  by the stored data's length on each subsampled axis;
+* when ``total_size`` is given for a minibatch, refuses values that disagree with the stored
+  data (``mb.as_given`` skips both the inference and the check);
+* when the observed data is computed from minibatches (``xb[:, 0] * 2``), wraps that expression
+  in a :class:`DerivedBatchOp` so PyMC accepts it as data, and warns if ``total_size`` is
+  missing, since no axis mapping is known.
+
+PyMC's own "total_size not provided ... pm.Minibatch" warning is silenced for these cases only:
+the inference or our own warning replaces it.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import numpy as np
+from pymc.model.core import Model
+from pytensor.graph.traversal import ancestors
+
+from minibatch._derived import derive, is_batch, is_ours
+from minibatch._total_size import (
+    AsGiven,
+    TotalSizeWarning,
+    check_agreement,
+    implied,
+    normalise,
+)
+from minibatch._upstream._patch import patch
+
+_PYMC_WARNING = "total_size not provided for observed variable"
+
+
+def resolve(observed: Any, total_size: Any, name: str) -> tuple[Any, Any]:
+    """The ``(observed, total_size)`` to hand PyMC for one observed variable."""
+    ndim = int(getattr(observed, "ndim", np.ndim(observed)))
+    if isinstance(total_size, AsGiven):
+        given = total_size.total_size
+        return derive(observed), None if given is None else normalise(given, ndim, name)
+    sizes = None if total_size is None else normalise(total_size, ndim, name)
+    if is_batch(observed):
+        if sizes is None:
+            return observed, implied(observed)
+        check_agreement(observed, sizes, name)
+        return observed, sizes
+    derived = derive(observed)
+    if derived is not observed and sizes is None:
+        warnings.warn(
+            f"observed variable {name!r} is computed from a minibatch ({observed}) in a way "
+            "minibatch cannot map to the data's axes, so its density is not scaled. Pass "
+            "total_size=... (the full length of each subsampled axis), or observe the "
+            "minibatch itself.",
+            TotalSizeWarning,
+            stacklevel=4,
+        )
+    return derived, sizes
+
+
+def registering_total_size(register: Any) -> Any:
+    """Wrap ``Model.register_rv`` so observed minibatches get a checked or inferred total_size."""
+
+    @functools.wraps(register)
+    def wrapper(
+        self: Model, rv_var: Any, name: str, *, observed: Any = None, total_size: Any = None, **kw
+    ) -> Any:
+        if observed is None:
+            if isinstance(total_size, AsGiven):
+                total_size = total_size.total_size
+            return register(self, rv_var, name, observed=observed, total_size=total_size, **kw)
+        observed, total_size = resolve(observed, total_size, name)
+        with warnings.catch_warnings():
+            if any(is_ours(v.owner) for v in ancestors([observed])):
+                warnings.filterwarnings("ignore", _PYMC_WARNING, UserWarning)
+            return register(self, rv_var, name, observed=observed, total_size=total_size, **kw)
+
+    return wrapper
+
+
+def install() -> None:
+    """Route observed variables through :func:`resolve` (idempotent)."""
+    patch(Model, "register_rv", registering_total_size)

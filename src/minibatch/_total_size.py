@@ -1,0 +1,158 @@
+"""``total_size``: its accepted forms, the value a minibatch implies, and the agreement check.
+
+A ``total_size`` is normalised to one entry per axis of the observed data: an int (the full
+length of that axis, scaled by ``total / batch``), a symbolic int scalar, or ``None`` (axis not
+scaled).  The accepted forms are PyMC's, checked with messages instead of bare assertions:
+
+* an int (numpy ints too; not bool), for the leading axis;
+* a sequence of ints / ``None`` with at most one ``Ellipsis``, no longer than the data's rank; a
+  sequence shorter than the rank without ``Ellipsis`` covers the leading axes (legacy API);
+* a symbolic integer scalar, or a symbolic integer vector of static length (``pm.Data.shape``);
+* :func:`as_given` around any of these: used exactly as written, neither inferred nor checked.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.graph.basic import Variable
+
+from minibatch._inputs import current_shape
+
+
+class TotalSizeWarning(UserWarning):
+    """A minibatch observation whose density minibatch could not scale for you."""
+
+
+@dataclass(frozen=True)
+class AsGiven:
+    """A ``total_size`` to use exactly as written (see :func:`as_given`)."""
+
+    total_size: Any
+
+
+def as_given(total_size: Any) -> AsGiven:
+    """Mark ``total_size`` to be used exactly as written: not inferred, not checked.
+
+    By default an observed minibatch is scaled by its stored data's length on each subsampled
+    axis, and an explicit ``total_size`` that disagrees with that length raises a
+    ``ValueError``.  Wrap the value in ``as_given`` when the difference is meant: the stored
+    rows are themselves a sample of a larger population, or the density is deliberately
+    tempered.  ``as_given(None)`` leaves the density unscaled.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> xb = mb.Minibatch(np.zeros(100), batch_size=10)
+    >>> with pm.Model() as model:
+    ...     y = pm.Normal("y", observed=xb, total_size=mb.as_given(1_000_000))
+    >>> int(model.observed_RVs[0].owner.inputs[1].eval())
+    1000000
+    """
+    from minibatch._observed import install
+
+    install()
+    if isinstance(total_size, AsGiven):
+        return total_size
+    return AsGiven(total_size)
+
+
+def normalise(total_size: Any, ndim: int, name: str) -> list[Any]:
+    """``total_size`` as one entry per axis (int, symbolic int scalar or None), or an error."""
+    where = f"total_size of observed variable {name!r} (data of rank {ndim})"
+    if isinstance(total_size, Variable):
+        return normalise(_symbolic_entries(total_size, where), ndim, name)
+    if isinstance(total_size, np.ndarray) and total_size.ndim == 1:
+        total_size = total_size.tolist()
+    if not isinstance(total_size, list | tuple):
+        return normalise([_entry(total_size, where)], ndim, name)
+    entries = list(total_size)
+    if not entries:
+        raise ValueError(f"{where} is empty; omit total_size, or give one entry per axis")
+    if entries.count(Ellipsis) > 1:
+        raise ValueError(f"{where} has {entries.count(Ellipsis)} Ellipsis entries; at most one")
+    named = [e for e in entries if e is not Ellipsis]
+    if len(named) > ndim:
+        raise ValueError(
+            f"{where} has {len(named)} entries ({total_size!r}), more than the {ndim} axes of the "
+            "data; give at most one entry per axis"
+        )
+    named = [_entry(e, where) for e in named]
+    cut = entries.index(Ellipsis) if Ellipsis in entries else len(named)
+    return named[:cut] + [None] * (ndim - len(named)) + named[cut:]
+
+
+def _entry(value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Variable):
+        if value.ndim != 0 or value.dtype not in pt.integer_dtypes:
+            raise TypeError(f"{where}: a symbolic entry must be an integer scalar, got {value.type}")
+        return value
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{where}: got the bool {value!r}; expected a positive int or None")
+    try:
+        size = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{where}: expected a positive int, None, Ellipsis or a sequence of them; got "
+            f"{value!r} of type {type(value).__name__}"
+        ) from None
+    if size <= 0:
+        raise ValueError(f"{where}: sizes must be positive; got {size}")
+    return size
+
+
+def _symbolic_entries(value: Variable, where: str) -> Any:
+    if value.ndim == 0:
+        return [value]
+    length = value.type.shape[0] if value.ndim == 1 else None
+    if length is None or value.dtype not in pt.integer_dtypes:
+        raise TypeError(
+            f"{where}: a symbolic total_size must be an integer scalar or an integer vector of "
+            f"static length (such as pm.Data(...).shape); got {value.type}"
+        )
+    return [value[i] for i in range(length)]
+
+
+def implied(batch: Any) -> list[Any]:
+    """The ``total_size`` a minibatch implies: its stored data's length on subsampled axes.
+
+    The entries are symbolic (the stored data's shape), so a refill of another length with
+    ``set_value`` rescales the density from the next evaluation on.
+    """
+    source, gathers = batch._source()
+    sizes: list[Any] = [None] * batch.ndim
+    for axis, _ in gathers:
+        sizes[axis] = source.shape[axis]
+    return sizes
+
+
+def check_agreement(batch: Any, sizes: list[Any], name: str) -> None:
+    """Refuse a ``total_size`` that would scale ``batch`` by anything but full / batch length."""
+    source, gathers = batch._source()
+    stored = current_shape(source)
+    subsampled = {axis for axis, _ in gathers}
+    for axis, size in enumerate(sizes):
+        if isinstance(size, Variable):
+            continue
+        if axis in subsampled and size != stored[axis]:
+            found = "no entry (None)" if size is None else size
+            raise ValueError(
+                f"total_size of observed variable {name!r} gives {found} for axis {axis}, but "
+                f"the minibatch {batch.name!r} draws that axis from {stored[axis]} stored "
+                "entries. Omit total_size to scale by the stored length, or wrap the value in "
+                "mb.as_given(...) if the difference is meant."
+            )
+        if axis not in subsampled and size is not None and size != stored[axis]:
+            raise ValueError(
+                f"total_size of observed variable {name!r} gives {size} for axis {axis}, which "
+                f"the minibatch {batch.name!r} does not subsample (all {stored[axis]} entries "
+                "are in every batch): the density would be scaled by "
+                f"{size}/{stored[axis]}. Use None for that axis, omit total_size, or wrap the "
+                "value in mb.as_given(...) if the scaling is meant."
+            )
