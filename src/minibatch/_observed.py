@@ -69,7 +69,13 @@ def registering_total_size(register: Any) -> Any:
 
     @functools.wraps(register)
     def wrapper(
-        self: Model, rv_var: Any, name: str, *, observed: Any = None, total_size: Any = None, **kw
+        self: Model,
+        rv_var: Any,
+        name: str,
+        *,
+        observed: Any = None,
+        total_size: Any = None,
+        **kw: Any,
     ) -> Any:
         if observed is None:
             if isinstance(total_size, AsGiven):

@@ -98,7 +98,9 @@ def full_data_model(model: Model | None = None, data: Mapping[Any, Any] | None =
             replacements.update(zip(node.outputs, node.inputs, strict=False))
     _check_complete(fgraph, given)
     fgraph.replace_all(list(unscaled.items()), import_missing=True)
-    resolved = {out: _marked(_follow(new, replacements), marker) for out, new in replacements.items()}
+    resolved = {
+        out: _marked(_follow(new, replacements), marker) for out, new in replacements.items()
+    }
     outputs = clone_replace(fgraph.outputs, resolved, rebuild_strict=False)
     for old, new in zip(fgraph.outputs, outputs, strict=True):
         new.name = old.name

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pytensor.tensor as pt
 from pytensor.graph.basic import Variable
+from pytensor.tensor.type import integer_dtypes
+from pytensor.tensor.variable import TensorVariable
 
 from minibatch._inputs import current_shape
 
@@ -89,9 +90,11 @@ def normalise(total_size: Any, ndim: int, name: str) -> list[Any]:
 def _entry(value: Any, where: str) -> Any:
     if value is None:
         return None
-    if isinstance(value, Variable):
-        if value.ndim != 0 or value.dtype not in pt.integer_dtypes:
-            raise TypeError(f"{where}: a symbolic entry must be an integer scalar, got {value.type}")
+    if isinstance(value, TensorVariable):
+        if value.ndim != 0 or value.dtype not in integer_dtypes:
+            raise TypeError(
+                f"{where}: a symbolic entry must be an integer scalar, got {value.type}"
+            )
         return value
     if isinstance(value, bool | np.bool_):
         raise TypeError(f"{where}: got the bool {value!r}; expected a positive int or None")
@@ -107,11 +110,11 @@ def _entry(value: Any, where: str) -> Any:
     return size
 
 
-def _symbolic_entries(value: Variable, where: str) -> Any:
+def _symbolic_entries(value: Any, where: str) -> Any:
     if value.ndim == 0:
         return [value]
     length = value.type.shape[0] if value.ndim == 1 else None
-    if length is None or value.dtype not in pt.integer_dtypes:
+    if length is None or value.dtype not in integer_dtypes:
         raise TypeError(
             f"{where}: a symbolic total_size must be an integer scalar or an integer vector of "
             f"static length (such as pm.Data(...).shape); got {value.type}"
