@@ -185,3 +185,23 @@ def test_loss_is_on_the_scale_of_pm_minibatch_side_by_side():
     assert pm_const == mb_const == len(data) / 50
     se = np.hypot(pm_loss.std() / np.sqrt(len(pm_loss)), mb_loss.std() / np.sqrt(len(mb_loss)))
     assert abs(pm_loss.mean() - mb_loss.mean()) < 5 * se
+
+
+def _replaced_fit(total_size):
+    y = np.random.default_rng(5).normal(size=200)
+    with pm.Model():
+        yd = pm.Data("y", y)
+        mu = pm.Normal("mu", 0, 10)
+        pm.Normal("obs", mu, 1, observed=yd, total_size=total_size)
+        pm.fit(5, more_replacements={yd: mb.Minibatch(y, batch_size=20)}, progressbar=False)
+
+
+def test_replacing_unscaled_data_by_a_minibatch_in_a_fit_warns():
+    with pytest.warns(mb.TotalSizeWarning, match="observed variable 'obs' into a minibatch"):
+        _replaced_fit(None)
+
+
+def test_replacing_scaled_data_by_a_minibatch_in_a_fit_is_quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mb.TotalSizeWarning)
+        _replaced_fit(200)

@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 from pymc.model.core import Model
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+from pymc.variational.opvi import ObjectiveFunction
+from pytensor.graph.basic import Variable
 from pytensor.graph.traversal import ancestors
 
 from minibatch._derived import derive, is_batch, is_ours
@@ -90,6 +93,38 @@ def registering_total_size(register: Any) -> Any:
     return wrapper
 
 
+def unscaled_replacements(model: Model, replacements: Any) -> list[str]:
+    """Observed variables without ``total_size`` whose data ``replacements`` turn into batches."""
+    names = []
+    for rv in model.observed_RVs:
+        value = model.rvs_to_values.get(rv)
+        new = (replacements or {}).get(value)
+        if new is None or isinstance(rv.owner.op, MinibatchRandomVariable):
+            continue
+        if isinstance(new, Variable) and any(is_ours(v.owner) for v in ancestors([new])):
+            names.append(rv.name)
+    return names
+
+
+def checking_replacements(step_function: Any) -> Any:
+    """Wrap ``ObjectiveFunction.step_function``: warn when a replacement leaves a fit unscaled."""
+
+    @functools.wraps(step_function)
+    def wrapper(self: Any, *args: Any, more_replacements: Any = None, **kwargs: Any) -> Any:
+        for name in unscaled_replacements(self.approx.model, more_replacements):
+            warnings.warn(
+                f"more_replacements turns the data of observed variable {name!r} into a "
+                "minibatch, but it has no total_size: its density is not scaled to the full "
+                "data. Pass total_size=<full length> to that observed variable.",
+                TotalSizeWarning,
+                stacklevel=3,
+            )
+        return step_function(self, *args, more_replacements=more_replacements, **kwargs)
+
+    return wrapper
+
+
 def install() -> None:
-    """Route observed variables through :func:`resolve` (idempotent)."""
+    """Route observed variables through :func:`resolve`; check fits' replacements (idempotent)."""
     patch(Model, "register_rv", registering_total_size)
+    patch(ObjectiveFunction, "step_function", checking_replacements)
