@@ -16,14 +16,13 @@ Apply (``_gather``)
     PyMC's VI passes to its Monte Carlo ``scan`` as a non-sequence: one batch per step, shared by
     every ``obj_n_mc`` sample. Batches keep an open leading axis so that they can be replaced by
     data of any length, while the batch size stays a graph constant for static-shape backends.
-Scale (PyMC's ``total_size``, mended in ``_upstream``)
-    ``pm.Normal(..., observed=batch, total_size=N)`` wraps the observed variable in PyMC's
-    ``MinibatchRandomVariable``, whose logp rewrite multiplies the density by ``N / batch`` on
-    each subsampled axis (int, tuple, ``None`` and ``Ellipsis`` forms) in ``model.logp()`` and
-    ``compile_logp()``. VI's loss normalisation reads the same wrapper; PyMC's own code crashes
-    on a tuple and mis-scales an int on rank >= 2 observations, which ``_upstream`` fixes when
-    the first ``Minibatch`` is built. Omitting ``total_size`` makes PyMC warn, as it does for
-    ``pm.Minibatch``.
+Scale (``_observed``, ``_total_size``; PyMC's ``total_size`` wrapper)
+    An observed minibatch gets ``total_size`` = its stored data's length on each subsampled axis
+    when none is given; an explicit one is validated and checked against the stored data
+    (``as_given`` opts out). PyMC's ``MinibatchRandomVariable`` then multiplies the density by
+    ``N / batch`` per axis in ``model.logp()`` and in VI, whose loss normaliser reads the same
+    wrapper (mended in ``_upstream``). :func:`full_data_model` undoes batches and scaling for
+    prediction.
 
 Where later features plug in
 ----------------------------

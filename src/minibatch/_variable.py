@@ -189,7 +189,7 @@ class Minibatch(TensorVariable):
         is drawn by the same index (one call's datasets, or equal int seeds): they must keep
         equal lengths to stay aligned.  Every other axis and the dtype kind must match.  A
         misfit leaves the old data in place and raises a ``ValueError`` / ``TypeError`` saying
-        what differs.  ``total_size`` in a model does not follow: pass the new size yourself.
+        what differs.  An inferred ``total_size`` follows the new length; an explicit one does not.
         """
         from minibatch._inputs import conform
 
