@@ -1,9 +1,10 @@
 """Execute every docs notebook (MyST markdown) in a fresh kernel; a cell that raises fails it.
 
-The kernel runs this interpreter (a kernelspec pointing at ``sys.executable`` is written to a
-temporary directory, so whatever ``python3`` means elsewhere does not matter), with the Agg
-matplotlib backend, in a temporary working directory: the notebooks write nothing into the
-repository.
+The notebooks declare the ``python3`` kernel; here they run in a kernel of this very
+interpreter (a kernelspec pointing at ``sys.executable``, written to a temporary directory, so
+whatever ``python3`` means elsewhere does not matter), with the Agg matplotlib backend, in a
+temporary working directory: the notebooks write nothing into the repository. They need the
+``test`` extra (scikit-learn, jupytext, nbclient, ipykernel, matplotlib).
 """
 
 from __future__ import annotations
@@ -13,15 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+import jupytext
+import nbclient
 import pytest
-
-jupytext = pytest.importorskip("jupytext")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-pytest.importorskip("sklearn")
-
-from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
-from nbclient.exceptions import CellExecutionError  # noqa: E402
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient.exceptions import CellExecutionError
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "docs" / "notebooks"
 NOTEBOOKS = sorted(p for p in NOTEBOOKS_DIR.glob("*.md") if p.name != "README.md")
