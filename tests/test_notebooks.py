@@ -10,6 +10,7 @@ temporary working directory: the notebooks write nothing into the repository. Th
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -72,10 +73,13 @@ def test_notebook_runs(
         resources={"metadata": {"path": str(tmp_path)}},
     )
     start = time.perf_counter()
+    failure = None
     try:
         client.execute()
     except CellExecutionError as err:
-        pytest.fail(f"{path.name}: a cell raised\n{err}", pytrace=False)
+        failure = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # IPython colours the traceback
+    if failure is not None:
+        pytest.fail(f"{path.name}: a cell raised\n{failure}", pytrace=False)
     elapsed = time.perf_counter() - start
     print(f"{path.name}: {elapsed:.1f} s")
     assert all(c.get("execution_count") for c in code_cells), "every code cell ran"
