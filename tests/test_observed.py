@@ -205,3 +205,12 @@ def test_replacing_scaled_data_by_a_minibatch_in_a_fit_is_quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("error", mb.TotalSizeWarning)
         _replaced_fit(200)
+
+
+@pytest.mark.parametrize("observed", [np.zeros(5), [0.0, 1.0], 0.5], ids=["array", "list", "float"])
+def test_plain_observed_data_passes_through(observed):
+    mb.Minibatch(np.zeros(3), batch_size=1)  # install the hook
+    with pm.Model() as model:
+        pm.Normal("x", 0, 1, observed=observed, total_size=mb.as_given(None))
+        pm.Normal("z", 0, 1, observed=observed)
+    assert np.isfinite(model.compile_logp()({}))

@@ -16,9 +16,10 @@ from pytensor.graph.replace import clone_replace
 
 from minibatch._gather import MinibatchGatherOp
 from minibatch._index import MinibatchIndexOp
+from minibatch._nograd import NoGradient
 
 
-class DerivedBatchOp(MinibatchOp):
+class DerivedBatchOp(NoGradient, MinibatchOp):
     """Data computed from minibatches: inputs ``(*leaves)``, outputs ``(*leaves, value)``.
 
     Output *i* is input *i* for every leaf, so ``remove_minibatched_nodes`` maps them back and

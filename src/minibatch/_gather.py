@@ -24,6 +24,8 @@ from pytensor.graph.basic import Apply
 from pytensor.tensor.subtensor import AdvancedSubtensor1
 from pytensor.tensor.variable import TensorVariable
 
+from minibatch._nograd import NoGradient
+
 # Rows copied ahead of the one being copied: their cache lines are requested early, so several
 # rows come from memory at once (random rows of a large array miss every cache).
 _PREFETCH_ROWS = 4
@@ -101,7 +103,7 @@ _ROW_TAKE_C = """
 """
 
 
-class MinibatchGatherOp(MinibatchOp):
+class MinibatchGatherOp(NoGradient, MinibatchOp):
     """Marks a gather: inputs ``(index, *data)``, outputs ``(index, *batches)`` along ``axis``."""
 
     def __init__(self, *args: Any, axis: int = 0, **kwargs: Any) -> None:

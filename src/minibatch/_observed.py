@@ -86,7 +86,9 @@ def registering_total_size(register: Any) -> Any:
             return register(self, rv_var, name, observed=observed, total_size=total_size, **kw)
         observed, total_size = resolve(observed, total_size, name)
         with warnings.catch_warnings():
-            if any(is_ours(v.owner) for v in ancestors([observed])):
+            if isinstance(observed, Variable) and any(
+                is_ours(v.owner) for v in ancestors([observed])
+            ):
                 warnings.filterwarnings("ignore", _PYMC_WARNING, UserWarning)
             return register(self, rv_var, name, observed=observed, total_size=total_size, **kw)
 
