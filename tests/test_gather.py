@@ -12,7 +12,7 @@ from pymc.pytensorf import constant_fold, extract_obs_data
 from pytensor.graph.replace import graph_replace
 
 import minibatch as mb
-from minibatch._gather import MinibatchGatherOp, gather
+from minibatch._gather import MinibatchGatherOp, RowTake, gather
 
 
 def test_one_gather_node_for_all_datasets(rows):
@@ -70,3 +70,79 @@ def test_gather_indexes_the_leading_axis():
     idx = pt.as_tensor(np.array([1, 1, 0]))
     (out,) = gather(idx, [pt.as_tensor(np.arange(8).reshape(2, 2, 2))])
     np.testing.assert_array_equal(out.eval(), np.arange(8).reshape(2, 2, 2)[[1, 1, 0]])
+
+
+def _take(mode, x_type=None):
+    x = pt.matrix("x") if x_type is None else x_type
+    i = pt.lvector("i")
+    return pytensor.function([x, i], RowTake()(x, i), mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA", "JAX"])
+def test_row_take_equals_numpy_on_every_backend(mode):
+    data = np.random.default_rng(0).normal(size=(50, 7))
+    index = np.random.default_rng(1).integers(0, 50, size=300)
+    f = _take(mode)
+    np.testing.assert_array_equal(np.asarray(f(data, index)), data[index])
+    np.testing.assert_array_equal(np.asarray(f(data, index[:3])), data[index[:3]])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.arange(60.0).reshape(12, 5),
+        np.asfortranarray(np.arange(60.0).reshape(12, 5)),  # not C-contiguous: numpy's take
+        np.arange(120.0).reshape(24, 5)[::2],  # strided rows
+        np.arange(12.0).reshape(12, 1, 1),
+        np.arange(12),  # integers, 1-D
+        np.zeros((12, 0)),  # empty rows
+    ],
+    ids=["c", "fortran", "strided", "3d", "int-1d", "empty-rows"],
+)
+def test_row_take_c_kernel_layouts_and_negative_positions(data):
+    x = pt.tensor("x", dtype=data.dtype, shape=(None,) * data.ndim)
+    f = _take("FAST_RUN", x)
+    index = np.array([3, -1, 0, 11, -12, 3])
+    np.testing.assert_array_equal(f(data, index), data[index])
+
+
+@pytest.mark.parametrize("position", [12, -13])
+def test_row_take_refuses_positions_out_of_range(position):
+    f = _take("FAST_RUN")
+    with pytest.raises(IndexError, match="out of bounds"):
+        f(np.zeros((12, 2)), np.array([0, position]))
+
+
+def test_row_take_reused_buffer_never_leaks_into_earlier_results():
+    """The C kernel may refill its output buffer: earlier results and intermediates keep theirs."""
+    x, i = pt.matrix("x"), pt.lvector("i")
+    taken = RowTake()(x, i)
+    f = pytensor.function([x, i], [taken, taken.sum(1) * 2], mode="FAST_RUN")
+    data = np.arange(20.0).reshape(10, 2)
+    first, first_sums = f(data, np.array([1, 2]))
+    second, _ = f(data, np.array([7, 8]))
+    np.testing.assert_array_equal(first, data[[1, 2]])
+    np.testing.assert_array_equal(first_sums, 2 * data[[1, 2]].sum(1))
+    np.testing.assert_array_equal(second, data[[7, 8]])
+
+
+def test_minibatch_step_runs_the_c_kernel_with_nothing_else_around_it(rows):
+    """One RowTake fed by the index draw: no Assert, copy or cast between data and batch."""
+    xb = mb.Minibatch(rows, batch_size=5)
+    f = pytensor.function([], xb, mode="FAST_RUN")
+    nodes = f.maker.fgraph.toposort()
+    (take,) = [n for n in nodes if isinstance(n.op, RowTake)]
+    assert take.outputs[0] is f.maker.fgraph.outputs[0]
+    kinds = {type(n.op).__name__ for n in nodes}
+    assert kinds == {"RowTake", "IndexRV", "Shape_i", "DimShuffle"}, kinds  # n = shape[0]
+    assert f().shape == (5, 3)
+
+
+def test_float32_data_stays_float32_through_the_gather(rows):
+    with pytensor.config.change_flags(floatX="float32"):
+        xb = mb.Minibatch(rows, batch_size=5)
+        f = pytensor.function([], xb, mode="FAST_RUN")
+        dtypes = {v.dtype for v in f.maker.fgraph.variables if getattr(v, "ndim", 0) == 2}
+    assert xb.dtype == "float32"
+    assert dtypes == {"float32"}
+    assert f().dtype == np.float32
