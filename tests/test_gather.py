@@ -99,18 +99,30 @@ def test_row_take_equals_numpy_on_every_backend(mode):
     ],
     ids=["c", "fortran", "strided", "3d", "int-1d", "empty-rows"],
 )
-def test_row_take_c_kernel_layouts_and_negative_positions(data):
+@pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA"])
+def test_row_take_kernels_layouts_and_negative_positions(data, mode):
     x = pt.tensor("x", dtype=data.dtype, shape=(None,) * data.ndim)
-    f = _take("FAST_RUN", x)
+    f = _take(mode, x)
     index = np.array([3, -1, 0, 11, -12, 3])
     np.testing.assert_array_equal(f(data, index), data[index])
 
 
+@pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA"])
 @pytest.mark.parametrize("position", [12, -13])
-def test_row_take_refuses_positions_out_of_range(position):
-    f = _take("FAST_RUN")
+def test_row_take_refuses_positions_out_of_range(position, mode):
+    f = _take(mode)
     with pytest.raises(IndexError, match="out of bounds"):
         f(np.zeros((12, 2)), np.array([0, position]))
+
+
+def test_numba_runs_the_prefetching_loop_not_pytensors_indexing():
+    from pytensor.link.numba.dispatch.basic import numba_funcify
+
+    from minibatch._gather import register_numba_take
+
+    register_numba_take()
+    node = RowTake()(pt.matrix("x"), pt.lvector("i")).owner
+    assert numba_funcify(node.op, node=node).py_func.__name__ == "row_take"
 
 
 def test_row_take_reused_buffer_never_leaks_into_earlier_results():
