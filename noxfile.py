@@ -1,4 +1,4 @@
-"""Sessions: tests, backend (one per pytensor mode), lint, typecheck, demo (``nox -l``)."""
+"""Sessions: tests, backend (one per pytensor mode), lint, typecheck, demo, bench (``nox -l``)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,10 @@ def demo(session: nox.Session) -> None:
     """The README's demo: full-data against minibatch ADVI."""
     session.install(".[demo]")
     session.run("python", "-m", "minibatch.demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Per-step cost against a constant batch and pm.Minibatch; writes docs/performance.png."""
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/bench.py", *session.posargs)
