@@ -22,8 +22,6 @@ the index alone, which is exactly right.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import weakref
 from typing import Any
 
@@ -60,36 +58,6 @@ class IndexRV(MinibatchIndexRV):
 index_rv = IndexRV()
 
 
-@functools.cache
-def register_jax_draw() -> None:
-    """On JAX, draw the index from 64 random bits reduced modulo ``n`` (bias below n / 2**64).
-
-    JAX's ``randint`` (the parent's sampler) spends about 75 us on 500 positions on a CPU, most
-    of a 5 % budget; 64 random bits per position cost about 15 us.  Without 64-bit types
-    (``floatX="float32"``) the parent's ``randint`` is kept.
-    """
-    if importlib.util.find_spec("jax") is None:
-        return
-    import jax
-    import jax.numpy as jnp
-    from pytensor.link.jax.dispatch.random import jax_sample_fn, jax_sample_fn_uniform
-
-    @jax_sample_fn.register(IndexRV)
-    def jax_index(op: IndexRV, node: Apply) -> Any:
-        fallback = jax_sample_fn_uniform(op, node)
-
-        def sample_fn(key: Any, size: Any, dtype: Any, low: Any, high: Any) -> Any:
-            if not jax.config.read("jax_enable_x64"):
-                return fallback(key, size, dtype, low, high)
-            # ``low`` is an int8 constant and ``high`` may be weakly typed: fix both to int64
-            # first, or JAX computes ``high - low`` in int8.
-            low, high = jnp.asarray(low, jnp.int64), jnp.asarray(high, jnp.int64)
-            bits = jax.random.bits(key, size, jnp.uint64)
-            return (low + (bits % (high - low).astype(jnp.uint64)).astype(jnp.int64)).astype(dtype)
-
-        return sample_fn
-
-
 class MinibatchIndexOp(NoGradient, MinibatchOp):
     """Marks an index draw: inputs ``(data, rng)``, outputs ``(data, rng_update, index)``."""
 
@@ -116,7 +84,6 @@ def draw_index(
     >>> bool(((f() >= 0) & (f() < 10)).all())
     True
     """
-    register_jax_draw()
     data_in = data.type()
     rng_in = RandomGeneratorType()("rng")
     n = data_in.shape[axis]
