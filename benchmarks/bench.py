@@ -6,7 +6,8 @@ four markdown tables and writes a plot (``--plot``, default ``docs/performance.p
 1. the goals, one process per run, every backend: microseconds per step (median of per-round
    means) and the ratios mb / constant batch and mb / pm.Minibatch (medians of per-round
    ratios; the kinds alternate order from round to round);
-2. per-step cost against the number of stored rows N, with the memory a step allocates;
+2. per-step cost against the number of stored rows N (a fresh process per N), with the memory
+   a step allocates and the peak RSS;
 3. steps per second against the batch size, full data included;
 4. memory: what each ``mb.Minibatch`` view of the same data adds to the resident set, the float32
    check (a child process with ``floatX=float32``) and the peak RSS.
@@ -85,28 +86,55 @@ def goals_table(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def rows_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Table 2: per-step cost against N (full data on the C backend only)."""
-    print(f"\n## Per-step µs against N (batch {args.batch})\n")
-    print("| mode | N | constant | mb | pm.Minibatch | full data | mb/constant | mb KiB/step |")
-    print("|---|---|---|---|---|---|---|---|")
+    """Table 2: per-step cost against N, each size in a fresh process (full data on C only).
+
+    A fresh process per size keeps one size's memory (800 MB arrays at N = 1e6, and the full-data
+    step's temporaries) from slowing the next: measured in one process, random rows of a 1e6-row
+    array cost up to 2 ms per step after the full-data rounds, against ~0.1 ms in a fresh one.
+    """
+    print(f"\n## Per-step µs against N (batch {args.batch}; one process per row)\n")
+    print(
+        "| mode | N | constant | mb | pm.Minibatch | full data | mb/constant | mb KiB/step "
+        "| peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     out = []
     for mode in args.sweep_modes:
         for n in args.sweep_rows:
-            data = st.make_data(n)
-            kinds = ["const", "mb", "pm"] + (["full"] if mode == "FAST_RUN" else [])
-            built, failed = _build(kinds, data, args.batch, mode)
-            times = st.interleaved(built, args.rounds, args.seconds)
-            alloc = st.step_allocation_kib(built["mb"])
+            cell = _run_cell(args, mode, n)
+            times, failed = cell["times"], cell["failed"]
             cells = [
                 _us(times[k]) if k in times else failed.get(k, "-")
                 for k in ("const", "mb", "pm", "full")
             ]
             ratio = st.median_ratio(times, "mb", "const")
-            print(f"| {mode} | {n:.0e} | {' | '.join(cells)} | {ratio:.2f} | {alloc:,.0f} |")
-            out.append({"mode": mode, "rows": n, "times": times, "alloc_kib": alloc})
-            del built, data
-            gc.collect()
+            print(
+                f"| {mode} | {n:.0e} | {' | '.join(cells)} | {ratio:.2f} | "
+                f"{cell['alloc_kib']:,.0f} | {cell['peak_rss_mib']:,.0f} |"
+            )
+            out.append({"mode": mode, "rows": n, **cell})
     return out
+
+
+def _run_cell(args: argparse.Namespace, mode: str, rows: int) -> dict[str, Any]:
+    """One row of table 2, measured by a child process (``--cell``)."""
+    cmd = [sys.executable, __file__, f"--cell={mode},{rows}", f"--batch={args.batch}"]
+    cmd += [f"--rounds={args.rounds}", f"--seconds={args.seconds}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark cell {mode}, N={rows} failed:\n{done.stderr[-2000:]}")
+    return dict(json.loads(lines[-1]))
+
+
+def measure_cell(mode: str, rows: int, batch: int, rounds: int, seconds: float) -> dict[str, Any]:
+    """Per-step times of every kind on ``rows`` stored rows, in this process."""
+    data = st.make_data(rows)
+    kinds = ["const", "mb", "pm"] + (["full"] if mode == "FAST_RUN" else [])
+    built, failed = _build(kinds, data, batch, mode)
+    times = st.interleaved(built, rounds, seconds)
+    alloc = st.step_allocation_kib(built["mb"])
+    return {"times": times, "failed": failed, "alloc_kib": alloc, "peak_rss_mib": st.peak_rss_mib()}
 
 
 def batch_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -226,7 +254,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", type=names, default=["FAST_RUN", "NUMBA", "JAX"])
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--seconds", type=float, default=0.1, help="per kind and round")
     parser.add_argument("--sweep-rows", type=ints, default=[10**4, 10**5, 10**6])
     parser.add_argument("--sweep-modes", type=names, default=["FAST_RUN", "NUMBA"])
@@ -236,6 +264,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-float32", dest="float32", action="store_false")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     parser.add_argument("--float32-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cell", help=argparse.SUPPRESS)  # MODE,ROWS: one row of table 2
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.batch, args.rounds, args.seconds = 2000, 50, 2, 0.005
@@ -249,6 +278,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.float32_probe:
         print(json.dumps(float32_probe()))
         return {}
+    if args.cell:
+        mode, rows = args.cell.split(",")
+        cell = measure_cell(mode, int(rows), args.batch, args.rounds, args.seconds)
+        print(json.dumps(cell))
+        return cell
     results = {name: SECTIONS[name](args) for name in args.sections}
     if "rows" in results and "batches" in results:
         plot(results["rows"], results["batches"], args.plot)
