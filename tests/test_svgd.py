@@ -30,6 +30,19 @@ def regression(x, y):
     return model
 
 
+def svgd_step(rng, n_particles, start=None):
+    """One SVGD step of the model in context: particles before and after, and the rows drawn."""
+    inference = pm.SVGD(n_particles=n_particles, random_seed=1)
+    histogram = inference.approx.histogram
+    if start is not None:
+        histogram.set_value(start)
+    before = histogram.get_value().copy()
+    step = inference.objective.step_function(obj_optimizer=pm.sgd(learning_rate=0.05))
+    rows = copy.deepcopy(rng.get_value()).integers(0, N, size=BATCH)  # what it will draw
+    step()
+    return before, histogram.get_value(), rows
+
+
 def test_one_svgd_step_equals_the_step_on_the_same_rows_held_constant(data):
     """The update with a drawn minibatch is the update of a model whose data are those rows."""
     xb, yb = mb.Minibatch(*data, batch_size=BATCH)
@@ -37,15 +50,7 @@ def test_one_svgd_step_equals_the_step_on_the_same_rows_held_constant(data):
 
     def one_step(x, y, start=None):
         with regression(x, y):
-            inference = pm.SVGD(n_particles=7, random_seed=1)
-            histogram = inference.approx.histogram
-            if start is not None:
-                histogram.set_value(start)
-            before = histogram.get_value().copy()
-            step = inference.objective.step_function(obj_optimizer=pm.sgd(learning_rate=0.05))
-            rows = copy.deepcopy(rng.get_value()).integers(0, N, size=BATCH)  # what it will draw
-            step()
-        return before, histogram.get_value(), rows
+            return svgd_step(rng, 7, start)
 
     start, after_drawn, rows = one_step(xb, yb)
     _, after_fixed, _ = one_step(data[0][rows], data[1][rows], start)
@@ -89,15 +94,7 @@ def test_integer_data_one_step_equals_the_step_on_the_same_rows():
         with pm.Model():
             w = pm.Normal("w", 0, 1)
             pm.Poisson("k", pm.math.exp(w), observed=k, total_size=N)
-            inference = pm.SVGD(n_particles=5, random_seed=1)
-            histogram = inference.approx.histogram
-            if start is not None:
-                histogram.set_value(start)
-            before = histogram.get_value().copy()
-            step = inference.objective.step_function(obj_optimizer=pm.sgd(learning_rate=0.05))
-            rows = copy.deepcopy(rng.get_value()).integers(0, N, size=BATCH)
-            step()
-        return before, histogram.get_value(), rows
+            return svgd_step(rng, 5, start)
 
     start, after_drawn, rows = one_step(kb)
     _, after_fixed, _ = one_step(counts[rows], start)
