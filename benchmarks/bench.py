@@ -31,6 +31,8 @@ import steps as st
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"FAST_RUN": (1.05, 0.75), "NUMBA": (1.05, 0.75), "JAX": (1.05, None)}
+# The floor of any minibatch: copying the batch's rows out of the stored data (see gather_alone).
+FLOOR = {"call": None, "hot": False, "cold": True}
 
 
 def _us(seconds: list[float]) -> str:
@@ -43,6 +45,8 @@ def _build(kinds: list[str], data: np.ndarray, batch: int, mode: str) -> tuple[d
         try:
             if kind == "alone":
                 built[kind] = st.batch_alone(data, batch, mode)
+            elif kind in FLOOR:
+                built[kind] = st.gather_alone(data, batch, mode, FLOOR[kind])
             else:
                 built[kind] = st.build_step(kind, data, batch, mode)
         except Exception as err:  # a backend that cannot compile a kind is a result too
@@ -61,7 +65,7 @@ def goals_table(args: argparse.Namespace) -> list[dict[str, Any]]:
     print("|---|---|---|---|---|---|---|---|")
     rows = []
     for mode in args.modes:
-        kinds = ["const", "mb", "pm", "alone"] + (["mb64"] if mode == "JAX" else [])
+        kinds = ["const", "mb", "pm", "alone", *FLOOR]
         built, failed = _build(kinds, data, args.batch, mode)
         times = st.interleaved(built, args.rounds, args.seconds)
         row = {"mode": mode, "failed": failed, "times": times}
@@ -76,13 +80,38 @@ def goals_table(args: argparse.Namespace) -> list[dict[str, Any]]:
             f"| {mode} | {' | '.join(cells)} | {row['mb/const']:.2f} | {mb_pm} | "
             f"{goal}: {'met' if met else 'NOT met'} | {_us(times['alone'])} |"
         )
-        if "mb64" in times:
-            ratio = st.median_ratio(times, "mb64", "const")
-            print(f"| {mode}, aligned storage | | {_us(times['mb64'])} | | {ratio:.2f} | | | |")
         rows.append(row)
         del built
         gc.collect()
+    floor_table(rows)
     return rows
+
+
+def floor_table(rows: list[dict[str, Any]]) -> None:
+    """What each goal leaves a minibatch to spend per step, against the cost of the copy alone.
+
+    The budgets: mb / constant <= g leaves ``(g - 1) * constant``; mb / pm.Minibatch <= g leaves
+    ``g * pm - constant`` (both in µs per step, from the same rounds).  The copy: the batch's
+    rows gathered out of the stored data by the compiled C/Numba/JAX kernel, with the cost of a
+    bare call of a compiled function subtracted.  When the copy alone exceeds a budget, no
+    minibatch that copies its rows on the step's own thread can meet that goal.
+    """
+    print(
+        "\n| mode | budget for mb/constant µs | budget for mb/pm µs | copy, same rows µs "
+        "| copy, fresh rows µs |"
+    )
+    print("|---|---|---|---|---|")
+    for row in rows:
+        times = {k: np.median(v) * 1e6 for k, v in row["times"].items()}
+        if not {"const", "call", "hot", "cold"} <= set(times):
+            continue
+        goal_const, goal_pm = GOALS.get(row["mode"], (1.05, None))
+        budget_pm = f"{goal_pm * times['pm'] - times['const']:,.0f}" if goal_pm else "n/a"
+        row["copy_hot"], row["copy_cold"] = (times[k] - times["call"] for k in ("hot", "cold"))
+        print(
+            f"| {row['mode']} | {(goal_const - 1) * times['const']:,.0f} | {budget_pm} | "
+            f"{row['copy_hot']:,.0f} | {row['copy_cold']:,.0f} |"
+        )
 
 
 def rows_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -165,15 +194,20 @@ def memory_report(args: argparse.Namespace) -> dict[str, Any]:
     data = st.make_data(max(args.sweep_rows))
     size = data.nbytes / 2**20
     report: dict[str, Any] = {"data_mib": size}
-    for label, source in (("array", data), ("shared variable", pytensor.shared(data))):
-        before = st.rss_mib()
-        views = [mb.Minibatch(source, batch_size=args.batch) for _ in range(2)]
-        report[label] = (st.rss_mib() - before) / len(views)
-        del views
     print(f"\n## Memory (data {size:,.0f} MiB)\n")
     print("| measure | value |\n|---|---|")
-    for label in ("array", "shared variable"):
-        print(f"| RSS added per mb.Minibatch view of one {label} | {report[label]:,.0f} MiB |")
+    for label, source in (("array", data), ("shared variable", pytensor.shared(data))):
+        views, added = [], []
+        for _ in range(3):
+            before = st.rss_mib()
+            views.append(mb.Minibatch(source, batch_size=args.batch))
+            added.append(st.rss_mib() - before)
+        report[label] = added
+        del views
+        gc.collect()
+        print(f"| RSS added by the first mb.Minibatch view of one {label} | {added[0]:,.0f} MiB |")
+        further = f"{added[1]:,.0f}, {added[2]:,.0f}"
+        print(f"| RSS added by each further view (2nd, 3rd) | {further} MiB |")
     if args.float32:
         report["float32"] = float32_probe_child()
         print(f"| float32 data under floatX=float32 | {report['float32']} |")

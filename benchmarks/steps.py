@@ -5,8 +5,6 @@ The model: ``mu ~ N(0, 10)``, ``sd ~ HalfNormal(10)`` (one per column) and
 
 ``const``  a constant batch, ``data[:batch]`` (``total_size=data.shape``): the floor;
 ``mb``     ``mb.Minibatch(data, batch_size=batch)`` (``total_size=data.shape``);
-``mb64``   the same with its stored data moved to a 64-byte aligned buffer (what JAX needs to
-           pass it to a jitted function without a copy);
 ``pm``     ``pm.Minibatch(data, batch_size=batch)`` (``total_size=len(data)``: PyMC's VI
            crashes on a tuple);
 ``full``   all of ``data``.
@@ -25,7 +23,6 @@ import numpy as np
 LABELS = {
     "const": "constant batch",
     "mb": "mb.Minibatch",
-    "mb64": "mb.Minibatch, aligned storage",
     "pm": "pm.Minibatch",
     "full": "full data",
 }
@@ -36,27 +33,14 @@ def make_data(rows: int, cols: int = 100, dtype: str = "float64") -> np.ndarray:
     return np.random.default_rng(0).normal(size=(rows, cols)).astype(dtype)
 
 
-def aligned_copy(array: np.ndarray, alignment: int = 64) -> np.ndarray:
-    """A copy of ``array`` whose buffer starts on an ``alignment``-byte boundary."""
-    raw = np.empty(array.nbytes + alignment, dtype=np.uint8)
-    start = -raw.ctypes.data % alignment
-    out = raw[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
-    out[...] = array
-    return out
-
-
 def observed(kind: str, data: np.ndarray, batch: int) -> tuple[Any, Any]:
     """The observed value and ``total_size`` of one kind (see the module docstring)."""
     import pymc as pm
 
     import minibatch as mb
 
-    if kind in ("mb", "mb64"):
-        batch_var = mb.Minibatch(data, batch_size=batch)
-        if kind == "mb64":
-            stored = batch_var.owner.inputs[1]
-            stored.set_value(aligned_copy(stored.get_value(borrow=True)), borrow=True)
-        return batch_var, data.shape
+    if kind == "mb":
+        return mb.Minibatch(data, batch_size=batch), data.shape
     if kind == "pm":
         return pm.Minibatch(data, batch_size=batch), len(data)
     if kind == "const":
@@ -83,11 +67,35 @@ def build_step(kind: str, data: np.ndarray, batch: int, mode: str) -> Callable[[
 
 
 def batch_alone(data: np.ndarray, batch: int, mode: str) -> Callable[[], Any]:
-    """A compiled function that only draws an index and gathers a batch (storage aligned)."""
+    """A compiled function that only draws an index and gathers a batch."""
     import pytensor
 
-    batch_var, _ = observed("mb64", data, batch)
+    batch_var, _ = observed("mb", data, batch)
     return pytensor.function([], batch_var, mode=mode)
+
+
+def gather_alone(data: np.ndarray, batch: int, mode: str, fresh: bool) -> Callable[[], Any]:
+    """Copying ``batch`` rows of the stored data out, as a compiled function of a given index.
+
+    ``fresh``: new random rows every call (drawn beforehand, 64 indices in turn), so most rows
+    come from memory; otherwise the same rows every call, which stay in cache.  With
+    ``fresh=None`` the function returns only the index's length: the cost of the call itself.
+    """
+    import itertools
+
+    import pytensor
+    import pytensor.tensor as pt
+
+    from minibatch._gather import RowTake
+
+    stored = observed("mb", data, batch)[0].owner.inputs[1]
+    index = pt.lvector("index")
+    out = index.shape[0] if fresh is None else RowTake()(stored, index)
+    f = pytensor.function([index], out, mode=mode)
+    rng = np.random.default_rng(2)
+    draws = [rng.integers(0, len(data), batch) for _ in range(64 if fresh else 1)]
+    cycle = itertools.cycle(draws)
+    return lambda: f(next(cycle))
 
 
 def _wait(outputs: Any) -> None:

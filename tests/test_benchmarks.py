@@ -29,7 +29,9 @@ def test_quick_benchmark_prints_every_table_and_writes_the_plot(tmp_path, capsys
         assert title in out
     assert "| FAST_RUN |" in out and "peak RSS" in out
     [goal] = results["goals"]
-    assert set(goal["times"]) == {"const", "mb", "pm", "alone"} and not goal["failed"]
+    assert set(goal["times"]) == {"const", "mb", "pm", "alone", "call", "hot", "cold"}
+    assert not goal["failed"]
+    assert "| budget for mb/constant µs |" in out and {"copy_hot", "copy_cold"} <= set(goal)
     assert all(len(t) == 2 and min(t) > 0 for t in goal["times"].values())  # 2 rounds, measured
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
