@@ -1,4 +1,4 @@
-"""The index: one RandomVariable, bounded, fresh on every call, reseeded by PyMC."""
+"""The index: one RandomVariable, bounded, fresh on every call, reseeded by PyMC; one Numba draw."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import pytest
 from pymc.data import MinibatchIndexRV, MinibatchOp, minibatch_index
 from pymc.pytensorf import compile as pm_compile
 from pymc.pytensorf import rvs_in_graph
+from pytensor.compile.mode import get_mode
+from pytensor.tensor.random.op import RandomVariable, RandomVariableWithCoreShape
 
-from minibatch._index import MinibatchIndexOp, draw_index, index_rv, new_rng
+import minibatch as mb
+from minibatch._index import IndexRV, MinibatchIndexOp, draw_index, index_rv, new_rng
+from minibatch._numba_index import IndexDraw
 
 
 def test_index_is_one_pymc_index_rv_with_static_size():
@@ -99,3 +103,121 @@ def test_jax_draw_is_in_range_uniform_and_fresh(stored):
     counts = np.bincount(first // 4000, minlength=10)  # ten bins of 4000 rows
     assert np.abs(counts - 2000).max() < 6 * np.sqrt(20000 * 0.1 * 0.9)  # 6 sd
     assert np.bincount(first % 10, minlength=10).min() > 1500  # low digits uniform too
+
+
+# --- Numba: the index drawn as one vector (IndexDraw), the same numbers as numpy and C ---
+
+
+def op_types(f):
+    return [type(node.op) for node in f.maker.fgraph.apply_nodes]
+
+
+@pytest.fixture(scope="module")
+def c_and_numba():
+    """One index over shared data (its length set per test), compiled on C and on Numba."""
+    data = pytensor.shared(np.zeros((10, 2)))
+    rng = new_rng(0)
+    idx = draw_index(data, 500, rng)
+    fns = {mode: pytensor.function([], idx, mode=mode) for mode in ["FAST_RUN", "NUMBA"]}
+    return data, rng, fns
+
+
+def test_numba_draws_the_index_with_index_draw_inplace(c_and_numba):
+    _, _, fns = c_and_numba
+    numba_ops = [n.op for n in fns["NUMBA"].maker.fgraph.apply_nodes]
+    draws = [op for op in numba_ops if isinstance(op, IndexDraw)]
+    assert len(draws) == 1 and draws[0].inplace and draws[0].destroy_map == {0: [0]}
+    assert not any(isinstance(op, RandomVariable | RandomVariableWithCoreShape) for op in numba_ops)
+
+
+@pytest.mark.parametrize("mode", ["FAST_RUN", "JAX"])
+def test_c_and_jax_keep_the_random_variable(mode):
+    if mode == "JAX":
+        pytest.importorskip("jax")
+    xb = mb.Minibatch(np.zeros((40, 2)), batch_size=5)
+    types = op_types(pytensor.function([], xb, mode=mode))
+    assert IndexDraw not in types
+    if mode == "FAST_RUN":
+        assert IndexRV in types
+
+
+def test_pymcs_minibatch_on_numba_keeps_pytensors_draw():
+    batch = pm.Minibatch(np.zeros((40, 2)), batch_size=5)
+    types = op_types(pytensor.function([], batch, mode="NUMBA"))
+    assert RandomVariableWithCoreShape in types and IndexDraw not in types
+
+
+@pytest.mark.parametrize("n", [1, 7, 40_000])
+def test_numba_draws_what_c_and_numpy_draw(c_and_numba, n):
+    """Same seed, three calls: C, Numba and ``Generator.integers`` agree; the rng advances."""
+    data, rng, fns = c_and_numba
+    data.set_value(np.zeros((n, 2)))
+    draws = {}
+    for mode, f in fns.items():
+        rng.set_value(np.random.default_rng(3))
+        draws[mode] = [f() for _ in range(3)]
+        state = rng.get_value(borrow=True).bit_generator.state
+        reference = np.random.default_rng(3)
+        for draw in draws[mode]:
+            np.testing.assert_array_equal(draw, reference.integers(0, n, size=500))
+        assert state == reference.bit_generator.state
+    np.testing.assert_array_equal(draws["NUMBA"], draws["FAST_RUN"])
+
+
+def test_numba_draw_beyond_32_bits_with_a_matrix_size():
+    rng = pytensor.shared(np.random.default_rng(8))
+    draw = index_rv(0, 2**40 + 3, size=(2, 3), rng=rng)
+    f = pytensor.function([], draw, mode="NUMBA", updates={rng: draw.owner.outputs[0]})
+    assert IndexDraw in op_types(f)
+    reference = np.random.default_rng(8)
+    for _ in range(2):
+        np.testing.assert_array_equal(f(), reference.integers(0, 2**40 + 3, size=(2, 3)))
+
+
+def test_numba_draw_not_inplace_copies_the_generator():
+    """Without inplace rewrites the draw advances a copy, which the update then stores."""
+    rng = new_rng(4)
+    idx = draw_index(pytensor.shared(np.zeros(50)), 20, rng)
+    f = pytensor.function([], idx, mode=get_mode("NUMBA").excluding("inplace"))
+    (op,) = [n.op for n in f.maker.fgraph.apply_nodes if isinstance(n.op, IndexDraw)]
+    assert not op.inplace and not op.destroy_map
+    first = rng.get_value(borrow=True)
+    state = first.bit_generator.state
+    reference = np.random.default_rng(4)
+    for _ in range(2):
+        np.testing.assert_array_equal(f(), reference.integers(0, 50, size=20))
+    assert first.bit_generator.state == state
+    assert rng.get_value(borrow=True).bit_generator.state == reference.bit_generator.state
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_index_draw_perform_matches_the_lean_perform(inplace):
+    rng_in = pt.random.type.random_generator_type("rng")
+    outputs = {}
+    for op in (IndexDraw(ndim=1, inplace=inplace), IndexRV(inplace=inplace)):
+        node = op.make_node(rng_in, pt.as_tensor([6]), pt.as_tensor(0), pt.as_tensor(40_000))
+        generator = np.random.default_rng(6)
+        out: list[list] = [[None], [None]]
+        op.perform(node, [generator, np.array([6]), np.array(0), np.array(40_000)], out)
+        assert (out[0][0] is generator) == inplace
+        outputs[type(op)] = out[1][0]
+    np.testing.assert_array_equal(outputs[IndexDraw], outputs[IndexRV])
+    np.testing.assert_array_equal(
+        outputs[IndexDraw], np.random.default_rng(6).integers(0, 40_000, 6)
+    )
+
+
+def test_advi_on_numba_repeats_with_a_seed_and_draws_cs_batches(conjugate):
+    """``random_seed=1`` twice on Numba: equal fits, and equal (to rounding) to the C fit."""
+
+    def fit(mode):
+        yb = mb.Minibatch(conjugate.y, batch_size=50)
+        with pm.Model():
+            mu = pm.Normal("mu", 0, 10)
+            pm.Normal("y", mu, conjugate.sigma, observed=yb, total_size=len(conjugate.y))
+            approx = pm.fit(30, random_seed=1, progressbar=False, compile_kwargs=dict(mode=mode))
+        return np.concatenate([approx.hist, *(p.get_value().ravel() for p in approx.params)])
+
+    first, again = fit("NUMBA"), fit("NUMBA")
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, fit("FAST_RUN"), rtol=1e-9)

@@ -22,18 +22,24 @@ the index alone, which is exactly right.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 
 import numpy as np
 import pytensor
 from pymc.data import MinibatchIndexRV, MinibatchOp
+from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
+from pytensor.graph.rewriting.basic import copy_stack_trace, dfs_rewriter, node_rewriter
+from pytensor.tensor.basic import get_vector_length
 from pytensor.tensor.random.type import RandomGeneratorType
 from pytensor.tensor.random.utils import custom_rng_deepcopy
+from pytensor.tensor.type_other import NoneTypeT
 from pytensor.tensor.variable import TensorVariable
 
 from minibatch._nograd import NoGradient
+from minibatch._numba_index import BOUND_DTYPES, IndexDraw
 
 
 class IndexRV(MinibatchIndexRV):
@@ -41,8 +47,13 @@ class IndexRV(MinibatchIndexRV):
 
     With one ``low`` and one ``high`` it calls ``Generator.integers`` with Python ints, which
     draws exactly the numbers numpy's broadcasting path draws, in half the time; the C backend
-    runs this ``perform``.  Numba and JAX compile the parent's implementation.
+    runs this ``perform``.  On Numba a rewrite puts :class:`~minibatch._numba_index.IndexDraw`
+    in its place (:func:`register_numba_rewrite`); JAX compiles the parent's implementation.
     """
+
+    def make_node(self, *args: Any, **kwargs: Any) -> Apply:
+        register_numba_rewrite()
+        return super().make_node(*args, **kwargs)
 
     def perform(self, node: Apply, inputs: list[Any], outputs: list[list[Any]]) -> None:
         rng, size, low, high = inputs
@@ -56,6 +67,54 @@ class IndexRV(MinibatchIndexRV):
 
 
 index_rv = IndexRV()
+
+
+@node_rewriter([IndexRV])
+def numba_index_draw(fgraph: Any, node: Apply) -> list[Any] | None:
+    """Our ``IndexRV`` as an :class:`~minibatch._numba_index.IndexDraw`, the same draw.
+
+    Only when ``low`` and ``high`` hold one integer each, ``size`` has a known length and the
+    index is int64; other draws stay ``RandomVariable`` nodes.
+    """
+    op = node.op
+    if not isinstance(op, IndexRV):
+        return None
+    rng, size, low, high = node.inputs
+    if isinstance(size.type, NoneTypeT) or node.outputs[1].type.dtype != "int64":
+        return None
+    if any(
+        bound.type.dtype not in BOUND_DTYPES or any(s != 1 for s in bound.type.shape)
+        for bound in (low, high)
+    ):
+        return None
+    try:
+        ndim = get_vector_length(size)
+    except ValueError:
+        return None
+    outputs = IndexDraw(ndim=ndim, inplace=op.inplace).make_node(rng, size, low, high).outputs
+    copy_stack_trace(node.outputs, outputs)
+    return list(outputs)
+
+
+# After ``random_make_inplace`` (50.9), which makes our draw inplace, and before pytensor wraps
+# every RandomVariable for Numba (``introduce_explicit_core_shape_rv``, 100).
+NUMBA_REWRITE_POSITION = 51.0
+
+
+@functools.cache
+def register_numba_rewrite() -> None:
+    """Register :func:`numba_index_draw` in pytensor's ``optdb``, for the Numba backend only.
+
+    The rewrite is tagged ``"numba"`` alone, so the C and JAX backends never run it; exclude
+    it by name (``get_mode("NUMBA").excluding("minibatch_numba_index_draw")``) to compile
+    pytensor's own draw instead.
+    """
+    optdb.register(
+        "minibatch_numba_index_draw",
+        dfs_rewriter(numba_index_draw),
+        "numba",
+        position=NUMBA_REWRITE_POSITION,
+    )
 
 
 class MinibatchIndexOp(NoGradient, MinibatchOp):
