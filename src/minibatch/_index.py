@@ -34,12 +34,11 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.rewriting.basic import copy_stack_trace, dfs_rewriter, node_rewriter
 from pytensor.tensor.basic import get_vector_length
 from pytensor.tensor.random.type import RandomGeneratorType
-from pytensor.tensor.random.utils import custom_rng_deepcopy
 from pytensor.tensor.type_other import NoneTypeT
 from pytensor.tensor.variable import TensorVariable
 
 from minibatch._nograd import NoGradient
-from minibatch._numba_index import BOUND_DTYPES, IndexDraw
+from minibatch._numba_index import IndexDraw, draw_positions
 
 
 class IndexRV(MinibatchIndexRV):
@@ -60,10 +59,7 @@ class IndexRV(MinibatchIndexRV):
         if size is None or low.size != 1 or high.size != 1:
             super().perform(node, inputs, outputs)
             return
-        if not self.inplace:
-            rng = custom_rng_deepcopy(rng)
-        outputs[0][0] = rng
-        outputs[1][0] = rng.integers(low.item(), high.item(), size=size.tolist())
+        outputs[0][0], outputs[1][0] = draw_positions(rng, size, low, high, self.inplace)
 
 
 index_rv = IndexRV()
@@ -82,16 +78,11 @@ def numba_index_draw(fgraph: Any, node: Apply) -> list[Any] | None:
     rng, size, low, high = node.inputs
     if isinstance(size.type, NoneTypeT) or node.outputs[1].type.dtype != "int64":
         return None
-    if any(
-        bound.type.dtype not in BOUND_DTYPES or any(s != 1 for s in bound.type.shape)
-        for bound in (low, high)
-    ):
+    try:  # IndexDraw.make_node refuses what it cannot draw
+        draw = IndexDraw(ndim=get_vector_length(size), inplace=op.inplace)
+        outputs = draw.make_node(rng, size, low, high).outputs
+    except (TypeError, ValueError):
         return None
-    try:
-        ndim = get_vector_length(size)
-    except ValueError:
-        return None
-    outputs = IndexDraw(ndim=ndim, inplace=op.inplace).make_node(rng, size, low, high).outputs
     copy_stack_trace(node.outputs, outputs)
     return list(outputs)
 
