@@ -72,9 +72,7 @@ def numba_index_draw(fgraph: Any, node: Apply) -> list[Any] | None:
     Only when ``low`` and ``high`` hold one integer each, ``size`` has a known length and the
     index is int64; other draws stay ``RandomVariable`` nodes.
     """
-    op = node.op
-    if not isinstance(op, IndexRV):
-        return None
+    op = node.op  # an IndexRV: the rewriter tracks only those
     rng, size, low, high = node.inputs
     if isinstance(size.type, NoneTypeT) or node.outputs[1].type.dtype != "int64":
         return None
