@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import steps as st
 
 ROOT = Path(__file__).resolve().parents[1]
-GOALS = {"FAST_RUN": (1.05, 0.75), "NUMBA": (1.05, 0.75), "JAX": (1.05, None)}
+GOALS = {"CVM": (1.05, 0.75), "NUMBA": (1.05, 0.75), "JAX": (1.05, None)}
 # The floor of any minibatch: copying the batch's rows out of the stored data (see gather_alone).
 FLOOR = {"call": None, "hot": False, "cold": True}
 
@@ -159,7 +159,7 @@ def _run_cell(args: argparse.Namespace, mode: str, rows: int) -> dict[str, Any]:
 def measure_cell(mode: str, rows: int, batch: int, rounds: int, seconds: float) -> dict[str, Any]:
     """Per-step times of every kind on ``rows`` stored rows, in this process."""
     data = st.make_data(rows)
-    kinds = ["const", "mb", "pm"] + (["full"] if mode == "FAST_RUN" else [])
+    kinds = ["const", "mb", "pm"] + (["full"] if mode == "CVM" else [])
     built, failed = _build(kinds, data, batch, mode)
     times = st.interleaved(built, rounds, seconds)
     alloc = st.step_allocation_kib(built["mb"])
@@ -169,12 +169,12 @@ def measure_cell(mode: str, rows: int, batch: int, rounds: int, seconds: float) 
 def batch_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Table 3: steps per second against batch size, C backend, N = ``args.rows``."""
     data = st.make_data(args.rows)
-    print(f"\n## Steps per second against batch size (FAST_RUN, N = {args.rows})\n")
+    print(f"\n## Steps per second against batch size (CVM, N = {args.rows})\n")
     print("| batch | constant | mb | pm.Minibatch | full data | mb speed-up over full data |")
     print("|---|---|---|---|---|---|")
     out = []
     for batch in args.batches:
-        built, _ = _build(["const", "mb", "pm", "full"], data, batch, "FAST_RUN")
+        built, _ = _build(["const", "mb", "pm", "full"], data, batch, "CVM")
         times = st.interleaved(built, args.rounds, args.seconds)
         rate = {k: 1 / np.median(v) for k, v in times.items()}
         cells = " | ".join(f"{rate[k]:,.0f}" for k in ("const", "mb", "pm", "full"))
@@ -222,7 +222,7 @@ def float32_probe() -> dict[str, Any]:
     from pytensor.tensor.variable import TensorVariable
 
     data = st.make_data(2000, dtype="float32")
-    step = st.build_step("mb", data, 100, "FAST_RUN")
+    step = st.build_step("mb", data, 100, "CVM")
     variables = [v for v in step.maker.fgraph.variables if isinstance(v, TensorVariable)]
     batch_like = {v.dtype for v in variables if v.ndim == 2 and v.type.shape[-1] == 100}
     floats = sorted(dtype for dtype in batch_like if dtype.startswith("float"))
@@ -250,7 +250,7 @@ def plot(sweep: list[dict[str, Any]], batches: list[dict[str, Any]], path: Path)
     import matplotlib.pyplot as plt
 
     fig, (by_rows, by_batch) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for mode, style in (("FAST_RUN", "-o"), ("NUMBA", "--s")):
+    for mode, style in (("CVM", "-o"), ("NUMBA", "--s")):
         points = [p for p in sweep if p["mode"] == mode]
         for kind in ("const", "mb", "pm", "full"):
             pairs = [(p["rows"], np.median(p["times"][kind])) for p in points if kind in p["times"]]
@@ -285,13 +285,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ints = lambda text: [int(float(v)) for v in text.split(",")]  # noqa: E731
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = lambda text: text.split(",")  # noqa: E731
-    parser.add_argument("--modes", type=names, default=["FAST_RUN", "NUMBA", "JAX"])
+    parser.add_argument("--modes", type=names, default=["CVM", "NUMBA", "JAX"])
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--seconds", type=float, default=0.1, help="per kind and round")
     parser.add_argument("--sweep-rows", type=ints, default=[10**4, 10**5, 10**6])
-    parser.add_argument("--sweep-modes", type=names, default=["FAST_RUN", "NUMBA"])
+    parser.add_argument("--sweep-modes", type=names, default=["CVM", "NUMBA"])
     parser.add_argument("--batches", type=ints, default=[100, 500, 2000, 10000])
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "performance.png")
     parser.add_argument("--sections", type=names, default=list(SECTIONS), help=",".join(SECTIONS))

@@ -13,6 +13,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+from pytensor.graph.replace import clone_replace
 
 import minibatch as mb
 
@@ -59,7 +60,7 @@ def numpy_int_batch_size(make):  # type: ignore[no-untyped-def]
 
 def replace_by_other_length(make):  # type: ignore[no-untyped-def]
     xb = make(DATA, batch_size=50)
-    return pytensor.clone_replace(xb.sum(), {xb: pt.as_tensor(DATA[:7])}).eval().round(3)
+    return clone_replace(xb.sum(), {xb: pt.as_tensor(DATA[:7])}).eval().round(3)
 
 
 def mismatched_lengths(make):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ import pytensor
 
 import minibatch as mb
 
-MODES = ["FAST_RUN", "NUMBA", "JAX"]
+MODES = ["CVM", "NUMBA", "JAX"]
 METHODS = {
     "advi": dict(n=10000, lr=0.005),
     "fullrank_advi": dict(n=10000, lr=0.005),

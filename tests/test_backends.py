@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:You are using experimental inference Operator:UserWarning"
 )
 
-MODES = ["FAST_RUN", "NUMBA", "JAX"]
+MODES = ["CVM", "NUMBA", "JAX"]
 METHODS = ["advi", "fullrank_advi", "svgd", "asvgd"]
 # Steps, learning rate and Monte Carlo size per method: enough to converge on every backend.
 SETTINGS = {
@@ -157,7 +157,7 @@ def test_floatx_float32_on_c_and_numba():
         with pm.Model():
             mu = pm.Normal("mu", 0, 10)
             pm.Normal("y", mu, 1, observed=yb, total_size=500)
-            for mode in ["FAST_RUN", "NUMBA"]:
+            for mode in ["CVM", "NUMBA"]:
                 approx = pm.fit(50, progressbar=False, compile_kwargs=dict(mode=mode))
                 assert approx.params[0].dtype == "float32"
                 assert np.isfinite(approx.hist).all()

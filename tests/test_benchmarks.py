@@ -23,11 +23,11 @@ def _load_bench():
 def test_quick_benchmark_prints_every_table_and_writes_the_plot(tmp_path, capsys):
     bench = _load_bench()
     png = tmp_path / "performance.png"
-    results = bench.main(["--quick", "--modes=FAST_RUN", "--sweep-modes=FAST_RUN", f"--plot={png}"])
+    results = bench.main(["--quick", "--modes=CVM", "--sweep-modes=CVM", f"--plot={png}"])
     out = capsys.readouterr().out
     for title in ("## Goals", "## Per-step µs against N", "## Steps per second", "## Memory"):
         assert title in out
-    assert "| FAST_RUN |" in out and "peak RSS" in out
+    assert "| CVM |" in out and "peak RSS" in out
     [goal] = results["goals"]
     assert set(goal["times"]) == {"const", "mb", "pm", "alone", "call", "hot", "cold"}
     assert not goal["failed"]

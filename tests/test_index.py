@@ -62,7 +62,7 @@ def test_index_is_the_only_random_thing():
     assert pm.draw(idx, random_seed=1).shape == (3,)
 
 
-@pytest.mark.parametrize("mode", ["FAST_RUN", "FAST_COMPILE"])
+@pytest.mark.parametrize("mode", ["CVM", "FAST_COMPILE"])
 @pytest.mark.parametrize("n", [1, 7, 40_000])
 def test_draws_are_numpys_integers_stream(mode, n):
     """The lean perform draws what ``Generator.integers(0, n, size)`` draws, step after step."""
@@ -75,16 +75,16 @@ def test_draws_are_numpys_integers_stream(mode, n):
 
 def test_lean_perform_matches_the_parent_on_ranges_beyond_32_bits():
     rng = pytensor.shared(np.random.default_rng(8))
-    draw = index_rv(0, 2**40 + 3, size=(6,), rng=rng)
-    parent = minibatch_index(0, 2**40 + 3, size=(6,), rng=rng)
+    draw = index_rv.make_node(rng, [6], 0, 2**40 + 3).outputs[1]
+    parent = minibatch_index.make_node(rng, [6], 0, 2**40 + 3).outputs[1]
     a, b = pytensor.function([], [draw, parent])()
     np.testing.assert_array_equal(a, b)  # both drew from copies of the same state
 
 
 def test_broadcast_bounds_use_the_parents_perform():
     rng = pytensor.shared(np.random.default_rng(2))
-    draw = index_rv(np.array([0, 100]), np.array([10, 110]), size=(4, 2), rng=rng)
-    out = pytensor.function([], draw, mode="FAST_RUN")()
+    draw = index_rv.make_node(rng, [4, 2], np.array([0, 100]), np.array([10, 110])).outputs[1]
+    out = pytensor.function([], draw, mode="CVM")()
     expected = np.random.default_rng(2).integers([0, 100], [10, 110], size=(4, 2))
     np.testing.assert_array_equal(out, expected)
 
@@ -118,7 +118,7 @@ def c_and_numba():
     data = pytensor.shared(np.zeros((10, 2)))
     rng = new_rng(0)
     idx = draw_index(data, 500, rng)
-    fns = {mode: pytensor.function([], idx, mode=mode) for mode in ["FAST_RUN", "NUMBA"]}
+    fns = {mode: pytensor.function([], idx, mode=mode) for mode in ["CVM", "NUMBA"]}
     return data, rng, fns
 
 
@@ -130,14 +130,14 @@ def test_numba_draws_the_index_with_index_draw_inplace(c_and_numba):
     assert not any(isinstance(op, RandomVariable | RandomVariableWithCoreShape) for op in numba_ops)
 
 
-@pytest.mark.parametrize("mode", ["FAST_RUN", "JAX"])
+@pytest.mark.parametrize("mode", ["CVM", "JAX"])
 def test_c_and_jax_keep_the_random_variable(mode):
     if mode == "JAX":
         pytest.importorskip("jax")
     xb = mb.Minibatch(np.zeros((40, 2)), batch_size=5)
     types = op_types(pytensor.function([], xb, mode=mode))
     assert IndexDraw not in types
-    if mode == "FAST_RUN":
+    if mode == "CVM":
         assert IndexRV in types
 
 
@@ -161,12 +161,12 @@ def test_numba_draws_what_c_and_numpy_draw(c_and_numba, n):
         for draw in draws[mode]:
             np.testing.assert_array_equal(draw, reference.integers(0, n, size=500))
         assert state == reference.bit_generator.state
-    np.testing.assert_array_equal(draws["NUMBA"], draws["FAST_RUN"])
+    np.testing.assert_array_equal(draws["NUMBA"], draws["CVM"])
 
 
 def test_numba_draw_beyond_32_bits_with_a_matrix_size():
     rng = pytensor.shared(np.random.default_rng(8))
-    draw = index_rv(0, 2**40 + 3, size=(2, 3), rng=rng)
+    draw = index_rv.make_node(rng, [2, 3], 0, 2**40 + 3).outputs[1]
     f = pytensor.function([], draw, mode="NUMBA", updates={rng: draw.owner.outputs[0]})
     assert IndexDraw in op_types(f)
     reference = np.random.default_rng(8)
@@ -220,4 +220,4 @@ def test_advi_on_numba_repeats_with_a_seed_and_draws_cs_batches(conjugate):
 
     first, again = fit("NUMBA"), fit("NUMBA")
     np.testing.assert_array_equal(first, again)
-    np.testing.assert_allclose(first, fit("FAST_RUN"), rtol=1e-9)
+    np.testing.assert_allclose(first, fit("CVM"), rtol=1e-9)

@@ -9,6 +9,7 @@ import pymc as pm
 import pytensor
 import pytest
 from pymc.pytensorf import compile as pm_compile
+from pytensor.graph.replace import clone_replace
 from scipy import stats
 
 import minibatch as mb
@@ -115,7 +116,7 @@ def test_shared_minibatch_and_replacing_by_the_stored_data():
     np.testing.assert_allclose(x.shared.get_value(), data)
     assert x.minibatch is x
     node = x**2
-    full = pytensor.clone_replace(node, {x.minibatch: x.shared}).eval()
+    full = clone_replace(node, {x.minibatch: x.shared}).eval()
     np.testing.assert_allclose(full, data**2)
 
 

@@ -16,7 +16,7 @@ def test_public_api_is_sorted_and_importable():
 
 
 def test_version_matches_metadata():
-    assert mb.__version__ == metadata.version("minibatch")
+    assert mb.__version__ == metadata.version("pymc-minibatch")
 
 
 def test_typed():

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pymc as pm
 import pymc.variational.opvi as opvi
+import pytensor
 import pytensor.tensor as pt
 import pytest
 from pymc.pytensorf import constant_fold
+from pymc.variational.approximations import MeanFieldGroup
+from pymc.variational.inference import Inference
 from pymc.variational.minibatch_rv import get_scaling as pymc_get_scaling
 
 import minibatch as mb
-from minibatch import _upstream
-from minibatch._upstream import scaling
+from minibatch import _compat, _upstream
+from minibatch._upstream import backends, scaling, scan, seeding
 
 N, COLS, BATCH = 400, 10, 50
 
@@ -50,3 +55,93 @@ def test_wrapper_leaves_well_formed_calls_alone():
     ts = [pt.constant(N), pt.constant(COLS)]
     shape = pt.as_tensor(np.zeros((BATCH, COLS))).shape
     assert scaling.get_scaling(ts, shape).eval() == pymc_get_scaling(ts, shape).eval()
+
+
+# ---- canaries: each workaround's defect, per version (they fail when upstream changes) ----
+
+PYMC_6 = _compat.PYMC_VERSION >= (6,)
+
+
+def test_probes_find_the_defects_of_both_supported_versions():
+    """Present in pymc 5.28.5 and 6.4.0 alike; a probe that turns False means a fix upstream."""
+    assert scaling.present()
+    assert scan.refusal_present()
+    assert scan.repeats_present()
+    assert seeding.update_rngs_unseeded()
+    assert seeding.particles_use_global_state()
+
+
+def test_version_gates_are_the_measured_ones():
+    assert _compat.VI_PARAMS_LACK_STATIC_SHAPES is (not PYMC_6)
+    assert _compat.FIT_LEAVES_JAX_ARRAYS is (not PYMC_6)
+    assert _compat.JAX_PASSES_GENERATORS is _compat.PYTENSOR_3
+
+
+def _tiny_advi():
+    with pm.Model():
+        pm.Normal("mu", 0, 1, shape=3)
+        return pm.ADVI(random_seed=0)
+
+
+def test_canary_vi_parameter_shapes_pymc_8359():
+    """pymc's own parameters: unknown shapes on 5.28, static on 6.4 (so the wrapper stays off)."""
+    mb.Minibatch(np.ones(3), batch_size=1)  # installs what this version needs
+    create = inspect.unwrap(MeanFieldGroup.create_shared_params)
+    group = _tiny_advi().approx.groups[0]
+    shapes = {p.type.shape for p in create(group).values()}
+    assert shapes == ({(3,)} if PYMC_6 else {(None,)})
+    patched = MeanFieldGroup.create_shared_params is not create
+    assert patched is _compat.VI_PARAMS_LACK_STATIC_SHAPES
+
+
+def test_canary_jax_arrays_after_a_jax_fit_pymc_8360():
+    """pymc's own ``fit``: jax arrays left in the parameters on 5.28, NumPy arrays on 6.4."""
+    pytest.importorskip("jax")
+    inference = _tiny_advi()
+    fit = inspect.unwrap(Inference.fit)
+    fit(inference, 3, progressbar=False, compile_kwargs=dict(mode="JAX"))
+    kinds = {isinstance(p.get_value(borrow=True), np.ndarray) for p in inference.approx.params}
+    for p in inference.approx.params:  # leave nothing that crashes the C backend later
+        p.set_value(np.asarray(p.get_value(borrow=True)))
+    assert kinds == {PYMC_6}
+
+
+def test_canary_minibatch_rv_has_no_jax_or_numba_conversion_of_pymcs_own():
+    """The conversions registered for ``MinibatchRandomVariable`` are still ours, not PyMC's."""
+    pytest.importorskip("jax")
+    from pymc.variational.minibatch_rv import MinibatchRandomVariable
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    mb.Minibatch(np.ones(3), batch_size=1)
+    assert jax_funcify.registry[MinibatchRandomVariable].__module__ == backends.__name__
+
+
+def _rng_passed_through_twice() -> None:
+    rng, other = (
+        pytensor.shared(np.random.default_rng(0)),
+        pytensor.shared(np.random.default_rng(1)),
+    )
+    next_rng, x = pt.random.normal.make_node(rng, [3], 0.0, 1.0).outputs
+    next_other, z = pt.random.normal.make_node(other, [3], 0.0, 1.0).outputs
+    # x's value is unused: pytensor rewrites its draw away, and rng's update becomes rng itself
+    f = pytensor.function(
+        [], [z, pt.ones_like(x)], updates={rng: next_rng, other: next_other}, mode="JAX"
+    )
+    f()
+    f()
+
+
+def test_canary_jax_identity_rng_update(monkeypatch):
+    """pytensor 3's JAX linker fails on the second call; 2.38 does not; the wrapper mends it."""
+    pytest.importorskip("jax")
+    from pytensor.link.jax.linker import JAXLinker
+
+    mb.Minibatch(np.ones(3), batch_size=1)
+    _rng_passed_through_twice()  # with the workaround, where it applies
+    with monkeypatch.context() as m:
+        m.setattr(JAXLinker, "jit_compile", inspect.unwrap(JAXLinker.jit_compile))
+        if _compat.PYTENSOR_3:
+            with pytest.raises(TypeError, match="Generator"):
+                _rng_passed_through_twice()
+        else:
+            _rng_passed_through_twice()

@@ -36,10 +36,10 @@ Where later features plug in
   positions; the gather and the scaling stay as they are.
 """
 
-from minibatch._minibatch import align_minibatches
+from minibatch._minibatch import Minibatch, align_minibatches
+from minibatch._observed import as_given
 from minibatch._predict import full_data_model
-from minibatch._total_size import TotalSizeWarning, as_given
-from minibatch._variable import Minibatch
+from minibatch._total_size import TotalSizeWarning
 
 __version__ = "0.1.0"
 

@@ -14,12 +14,11 @@ from pymc.pytensorf import rvs_in_graph
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.replace import clone_replace
 
-from minibatch._gather import MinibatchGatherOp
-from minibatch._index import MinibatchIndexOp
-from minibatch._nograd import NoGradient
+from minibatch._gather import MinibatchGatherOp, source_of
+from minibatch._ops import BatchOp
 
 
-class DerivedBatchOp(NoGradient, MinibatchOp):
+class DerivedBatchOp(BatchOp):
     """Data computed from minibatches: inputs ``(*leaves)``, outputs ``(*leaves, value)``.
 
     Output *i* is input *i* for every leaf, so ``remove_minibatched_nodes`` maps them back and
@@ -30,18 +29,9 @@ class DerivedBatchOp(NoGradient, MinibatchOp):
         return "DerivedBatch"
 
 
-def is_ours(node: Any) -> bool:
-    """Whether ``node`` applies one of the minibatch Ops (index, gather, derived batch)."""
-    return node is not None and isinstance(
-        node.op, MinibatchGatherOp | MinibatchIndexOp | DerivedBatchOp
-    )
-
-
 def is_batch(value: Any) -> bool:
-    """Whether ``value`` is a batch: a gather output, possibly cast (``Minibatch._source``)."""
-    from minibatch._variable import Minibatch
-
-    return isinstance(value, Minibatch) and bool(value._source()[1])
+    """Whether ``value`` is a batch: a gather output, possibly cast (see ``source_of``)."""
+    return isinstance(value, Variable) and bool(source_of(value)[1])
 
 
 def derive(observed: Any) -> Any:

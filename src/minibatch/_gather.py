@@ -7,7 +7,9 @@ to fit: ``pymc.data.MinibatchOp`` users map output *i* back to input *i* (``extr
 a non-sequence, so one index is drawn per optimisation step.  Several subsampled axes chain one
 gather per axis.
 
-The batches are :class:`~minibatch.Minibatch` variables.  Their subsampled axis has no static
+``Minibatch`` (in ``_minibatch``) gives the batches its class, after the gather is built: a
+copy of the graph holds plain ``TensorVariable`` batches, which :func:`source_of` still
+recognises.  Their subsampled axis has no static
 length, so a batch can be replaced by data of any length (``clone_replace``,
 ``more_replacements=``, ``sample_node``); the batch size is still a constant of the graph (the
 index has a static shape) and every backend sees it after shape inference.
@@ -21,26 +23,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytensor.tensor as pt
-from pymc.data import MinibatchOp
 from pytensor.graph.basic import Apply
-from pytensor.tensor.subtensor import AdvancedSubtensor1
+from pytensor.scalar import Cast
+from pytensor.tensor.elemwise import Elemwise
+from pytensor.tensor.shape import SpecifyShape
 from pytensor.tensor.variable import TensorVariable
 
-from minibatch._nograd import NoGradient
+from minibatch._compat import TakeRows
+from minibatch._ops import BatchOp
 
 # Rows copied ahead of the one being copied: their cache lines are requested early, so several
 # rows come from memory at once (random rows of a large array miss every cache).
 _PREFETCH_ROWS = 4
 
 
-class RowTake(AdvancedSubtensor1):
-    """``x[index]`` along axis 0: ``AdvancedSubtensor1`` with a leaner C kernel.
+class RowTake(TakeRows):
+    """``x[index]`` along axis 0: pytensor's row take (``_compat.TakeRows``), leaner in C.
 
     For a C-contiguous ``x`` and an int64 index, the C code copies whole rows with ``memcpy``,
     requests the cache lines of the rows a few positions ahead, checks every position once
     (negative positions count from the end, as in numpy; others raise ``IndexError``), and
     reuses the previous output buffer when its shape allows.  Anything else goes to numpy's
-    ``take``, as ``AdvancedSubtensor1`` does.  Numba gets the same loop
+    ``take``, as pytensor's take does.  Numba gets the same loop
     (:func:`register_numba_take`); Python and JAX use the parent's code.
     """
 
@@ -140,7 +144,9 @@ def register_numba_take() -> None:
 
         return types.none(array, types.intp), codegen
 
-    @numba_basic.register_funcify_default_op_cache_key(RowTake)
+    # With an explicit cache key: pytensor 3 registers its own take for the parent class that
+    # way, and that registration is looked up before any default-key one.
+    @numba_basic.register_funcify_and_cache_key(RowTake)
     def numba_row_take(op: RowTake, node: Apply, **kwargs: Any) -> Any:
         @numba_basic.numba_njit
         def row_take(x: Any, index: Any) -> Any:
@@ -164,10 +170,10 @@ def register_numba_take() -> None:
                     out[i, c] = rows[j, c]
             return out.reshape((k, *x.shape[1:]))
 
-        return row_take
+        return row_take, f"minibatch.RowTake.{_PREFETCH_ROWS}"
 
 
-class MinibatchGatherOp(NoGradient, MinibatchOp):
+class MinibatchGatherOp(BatchOp):
     """Marks a gather: inputs ``(index, *data)``, outputs ``(index, *batches)`` along ``axis``."""
 
     def __init__(self, *args: Any, axis: int = 0, **kwargs: Any) -> None:
@@ -176,14 +182,6 @@ class MinibatchGatherOp(NoGradient, MinibatchOp):
 
     def __str__(self) -> str:
         return "MinibatchGather"
-
-    def make_node(self, *inputs: Any) -> Apply:
-        from minibatch._variable import Minibatch
-
-        node = super().make_node(*inputs)
-        for out in node.outputs[1:]:
-            out.__class__ = Minibatch
-        return node
 
 
 def gather(index: TensorVariable, data: Sequence[TensorVariable], axis: int = 0) -> list[Any]:
@@ -206,6 +204,35 @@ def gather(index: TensorVariable, data: Sequence[TensorVariable], axis: int = 0)
     op = MinibatchGatherOp([index_in, *data_in], [index_in.copy(), *batches_in], axis=axis)
     _, *batches = op(index, *data)
     return batches
+
+
+def source_of(var: Any) -> tuple[Any, list[tuple[int, Any]]]:
+    """The stored data under ``var``'s gathers (and casts), and ``(axis, index)`` of each gather.
+
+    ``var`` is a batch when the list is not empty; any copy of a batch's graph (a clone, a model
+    rebuilt from its graph) is one too.
+
+    >>> import numpy as np, pytensor.tensor as pt
+    >>> data = pt.as_tensor(np.zeros((3, 2)))
+    >>> (xb,) = gather(pt.as_tensor(np.array([2, 0])), [data])
+    >>> source, gathers = source_of(xb.astype("float32"))
+    >>> source is data, [axis for axis, _ in gathers]
+    (True, [0])
+    """
+    source: Any = var
+    gathers = []
+    while source.owner is not None:
+        node = source.owner
+        if isinstance(node.op, MinibatchGatherOp):
+            gathers.append((node.op.axis, node.inputs[0]))
+            source = node.inputs[node.outputs.index(source)]
+        elif isinstance(node.op, SpecifyShape) or (
+            isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, Cast)
+        ):
+            source = node.inputs[0]
+        else:
+            break
+    return source, gathers
 
 
 def cast_source(var: TensorVariable, dtype: str) -> TensorVariable:

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 import pytensor
-from pymc.data import MinibatchIndexRV, MinibatchOp
+import pytensor.tensor as pt
+from pymc.data import MinibatchIndexRV
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.rewriting.basic import copy_stack_trace, dfs_rewriter, node_rewriter
@@ -37,8 +38,9 @@ from pytensor.tensor.random.type import RandomGeneratorType
 from pytensor.tensor.type_other import NoneTypeT
 from pytensor.tensor.variable import TensorVariable
 
-from minibatch._nograd import NoGradient
+from minibatch._compat import set_default_update
 from minibatch._numba_index import IndexDraw, draw_positions
+from minibatch._ops import BatchOp
 
 
 class IndexRV(MinibatchIndexRV):
@@ -106,7 +108,7 @@ def register_numba_rewrite() -> None:
     )
 
 
-class MinibatchIndexOp(NoGradient, MinibatchOp):
+class MinibatchIndexOp(BatchOp):
     """Marks an index draw: inputs ``(data, rng)``, outputs ``(data, rng_update, index)``."""
 
     def __str__(self) -> str:
@@ -135,10 +137,13 @@ def draw_index(
     data_in = data.type()
     rng_in = RandomGeneratorType()("rng")
     n = data_in.shape[axis]
-    rng_next, index = index_rv(0, n, size=(batch_size,), rng=rng_in).owner.outputs
+    # make_node, not a call: pytensor 3 deprecates calling a RandomVariable without
+    # return_next_rng, an argument pytensor 2.38 does not have
+    size = pt.as_tensor([batch_size], dtype="int64")
+    rng_next, index = index_rv.make_node(rng_in, size, 0, n).outputs
     op = MinibatchIndexOp([data_in, rng_in], [data_in.copy(), rng_next, index])
     _, rng_update, index_out = op(data, rng)
-    rng.default_update = rng_update
+    set_default_update(rng, rng_update)
     index_out.name = "minibatch_index"
     return index_out
 

@@ -75,8 +75,9 @@ class IndexDraw(Op):
         rng, size, low, high = inputs
         outputs[0][0], outputs[1][0] = draw_positions(rng, size, low, high, self.inplace)
 
-    def infer_shape(self, fgraph: Any, node: Apply, shapes: list[Any]) -> list[Any]:
-        size: Any = node.inputs[1]
+    def infer_shape(self, *args: Any) -> list[Any]:
+        # (fgraph, node, shapes) on pytensor 2.38, (node, shapes) on pytensor 3
+        size: Any = args[-2].inputs[1]
         return [None, [size[i] for i in range(self.ndim)]]
 
 

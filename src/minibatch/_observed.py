@@ -1,5 +1,8 @@
 """Observed minibatches in a PyMC model: ``total_size`` inferred, checked or warned about.
 
+:func:`as_given` marks a ``total_size`` to be used as written; it installs the hooks below, so
+it works on models that use no ``mb.Minibatch`` (PyMC's own, or more_replacements).
+
 ``Model.register_rv`` is wrapped (installed with the first ``Minibatch``, idempotent).  For an
 observed variable it
 
@@ -29,7 +32,8 @@ from pymc.variational.opvi import ObjectiveFunction
 from pytensor.graph.basic import Variable
 from pytensor.graph.traversal import ancestors
 
-from minibatch._derived import derive, is_batch, is_ours
+from minibatch._derived import derive, is_batch
+from minibatch._ops import is_ours
 from minibatch._total_size import (
     AsGiven,
     TotalSizeWarning,
@@ -40,6 +44,30 @@ from minibatch._total_size import (
 from minibatch._upstream._patch import patch
 
 _PYMC_WARNING = "total_size not provided for observed variable"
+
+
+def as_given(total_size: Any) -> AsGiven:
+    """Mark ``total_size`` to be used exactly as written: not inferred, not checked.
+
+    By default an observed minibatch is scaled by its stored data's length on each subsampled
+    axis, and an explicit ``total_size`` that disagrees with that length raises a
+    ``ValueError``.  Wrap the value in ``as_given`` when the difference is meant: the stored
+    rows are themselves a sample of a larger population, or the density is deliberately
+    tempered.  ``as_given(None)`` leaves the density unscaled.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> xb = mb.Minibatch(np.zeros(100), batch_size=10)
+    >>> with pm.Model() as model:
+    ...     y = pm.Normal("y", observed=xb, total_size=mb.as_given(1_000_000))
+    >>> int(model.observed_RVs[0].owner.inputs[1].eval())
+    1000000
+    """
+    install()
+    if isinstance(total_size, AsGiven):
+        return total_size
+    return AsGiven(total_size)
 
 
 def resolve(observed: Any, total_size: Any, name: str) -> tuple[Any, Any]:

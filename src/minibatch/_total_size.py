@@ -8,7 +8,8 @@ scaled).  The accepted forms are PyMC's, checked with messages instead of bare a
 * a sequence of ints / ``None`` with at most one ``Ellipsis``, no longer than the data's rank; a
   sequence shorter than the rank without ``Ellipsis`` covers the leading axes (legacy API);
 * a symbolic integer scalar, or a symbolic integer vector of static length (``pm.Data.shape``);
-* :func:`as_given` around any of these: used exactly as written, neither inferred nor checked.
+* :class:`AsGiven` (``mb.as_given``) around any of these: used exactly as written, neither
+  inferred nor checked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pytensor.graph.basic import Variable
 from pytensor.tensor.type import integer_dtypes
 from pytensor.tensor.variable import TensorVariable
 
+from minibatch._gather import source_of
 from minibatch._inputs import current_shape
 
 
@@ -34,32 +36,6 @@ class AsGiven:
     """A ``total_size`` to use exactly as written (see :func:`as_given`)."""
 
     total_size: Any
-
-
-def as_given(total_size: Any) -> AsGiven:
-    """Mark ``total_size`` to be used exactly as written: not inferred, not checked.
-
-    By default an observed minibatch is scaled by its stored data's length on each subsampled
-    axis, and an explicit ``total_size`` that disagrees with that length raises a
-    ``ValueError``.  Wrap the value in ``as_given`` when the difference is meant: the stored
-    rows are themselves a sample of a larger population, or the density is deliberately
-    tempered.  ``as_given(None)`` leaves the density unscaled.
-
-    Examples
-    --------
-    >>> import numpy as np, pymc as pm, minibatch as mb
-    >>> xb = mb.Minibatch(np.zeros(100), batch_size=10)
-    >>> with pm.Model() as model:
-    ...     y = pm.Normal("y", observed=xb, total_size=mb.as_given(1_000_000))
-    >>> int(model.observed_RVs[0].owner.inputs[1].eval())
-    1000000
-    """
-    from minibatch._observed import install
-
-    install()
-    if isinstance(total_size, AsGiven):
-        return total_size
-    return AsGiven(total_size)
 
 
 def normalise(total_size: Any, ndim: int, name: str) -> list[Any]:
@@ -128,7 +104,7 @@ def implied(batch: Any) -> list[Any]:
     The entries are symbolic (the stored data's shape), so a refill of another length with
     ``set_value`` rescales the density from the next evaluation on.
     """
-    source, gathers = batch._source()
+    source, gathers = source_of(batch)
     sizes: list[Any] = [None] * batch.ndim
     for axis, _ in gathers:
         sizes[axis] = source.shape[axis]
@@ -137,7 +113,7 @@ def implied(batch: Any) -> list[Any]:
 
 def check_agreement(batch: Any, sizes: list[Any], name: str) -> None:
     """Refuse a ``total_size`` that would scale ``batch`` by anything but full / batch length."""
-    source, gathers = batch._source()
+    source, gathers = source_of(batch)
     stored = current_shape(source)
     subsampled = {axis for axis, _ in gathers}
     for axis, size in enumerate(sizes):

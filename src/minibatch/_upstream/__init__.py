@@ -1,9 +1,12 @@
 """Workarounds for PyMC bugs that stand between minibatch models and ``pm.fit``.
 
 Each workaround is minimal, lives in its own module named for what it mends, names the upstream
-issue or change, and leaves every call it is not about untouched.  :func:`install` applies them
-all; ``Minibatch`` calls it, and it is idempotent.  Nothing happens at import time and no
-installed file is touched.
+issue or change, and leaves every call it is not about untouched.  Each applies only where its
+defect is present on the running pymc / pytensor: decided by a cheap probe of the defect (no
+compiled code) or, where none is cheap, by version (``_compat``); ``tests/test_upstream.py``
+holds a canary per defect and version that fails when upstream behaviour changes.
+:func:`install` applies what is needed; ``Minibatch`` calls it, and it is idempotent.  Nothing
+happens at import time and no installed file is touched.
 
 ``scaling``
     VI's loss normaliser crashes on tuple ``total_size`` and mis-scales int ``total_size`` on
@@ -23,12 +26,13 @@ installed file is touched.
 
 from __future__ import annotations
 
-from minibatch._upstream import backends, scaling, scan, seeding
+from minibatch._upstream import backends, jax_rngs, scaling, scan, seeding
 
 
 def install() -> None:
-    """Apply every workaround (idempotent)."""
+    """Apply every workaround that this pymc / pytensor needs (idempotent)."""
     scaling.install()
     scan.install()
     seeding.install()
     backends.install()
+    jax_rngs.install()

@@ -16,6 +16,9 @@ NumPy parameters after a fit (pymc#8360)
     PyMC's ``total_size`` wrapper has no JAX conversion (``pm.sample_prior_predictive`` with
     ``mode="JAX"`` fails) and no Numba one (object-mode fallback).  Forward, it is an identity on
     its first input; that is registered through pytensor's dispatch, when the backend is installed.
+
+Which apply: the first two by pymc's version (``_compat``: fixed in 6.4.0), the third by a look
+at pytensor's dispatch tables (:func:`minibatch_rv_unconverted`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import pytensor
 from pymc.variational.inference import Inference
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 
+from minibatch import _compat
 from minibatch._upstream._patch import patch
 
 GROUPS = (
@@ -73,10 +77,27 @@ def with_numpy_params(fit: Any) -> Any:
     return wrapper
 
 
+def minibatch_rv_unconverted() -> dict[str, bool]:
+    """For JAX and Numba (where installed): whether ``MinibatchRandomVariable`` lacks its own
+    conversion, so that pytensor would fail (JAX) or fall back to object mode (Numba)."""
+    missing = {}
+    if importlib.util.find_spec("jax") is not None:
+        from pytensor.link.jax.dispatch import jax_funcify
+
+        missing["jax"] = MinibatchRandomVariable not in jax_funcify.registry
+    if importlib.util.find_spec("numba") is not None:
+        from pytensor.link.numba.dispatch import basic as numba_basic
+
+        tables = (numba_basic.numba_funcify, numba_basic.numba_funcify_default_op_cache_key)
+        missing["numba"] = all(MinibatchRandomVariable not in t.registry for t in tables)
+    return missing
+
+
 @functools.cache
 def register_minibatch_rv_dispatch() -> None:
     """Forward, ``MinibatchRandomVariable(rv, *total_size)`` is ``rv``: say so to JAX and Numba."""
-    if importlib.util.find_spec("jax") is not None:
+    missing = minibatch_rv_unconverted()
+    if missing.get("jax"):
         from pytensor.link.jax.dispatch import jax_funcify
 
         @jax_funcify.register(MinibatchRandomVariable)
@@ -86,7 +107,7 @@ def register_minibatch_rv_dispatch() -> None:
 
             return identity
 
-    if importlib.util.find_spec("numba") is not None:
+    if missing.get("numba"):
         from pytensor.link.numba.dispatch import basic as numba_basic
 
         @numba_basic.register_funcify_default_op_cache_key(MinibatchRandomVariable)
@@ -99,8 +120,10 @@ def register_minibatch_rv_dispatch() -> None:
 
 
 def install() -> None:
-    """Apply the three backend workarounds (idempotent)."""
-    for group in GROUPS:
-        patch(group, "create_shared_params", with_static_shapes)
-    patch(Inference, "fit", with_numpy_params)
+    """Apply the backend workarounds this pymc / pytensor needs (idempotent)."""
+    if _compat.VI_PARAMS_LACK_STATIC_SHAPES:
+        for group in GROUPS:
+            patch(group, "create_shared_params", with_static_shapes)
+    if _compat.FIT_LEAVES_JAX_ARRAYS:
+        patch(Inference, "fit", with_numpy_params)
     register_minibatch_rv_dispatch()

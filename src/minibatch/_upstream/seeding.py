@@ -10,17 +10,26 @@ found as of pymc 5.28.5.
 ``EmpiricalGroup.create_shared_params`` jitters SVGD's initial particles with
 ``np.random.normal`` (NumPy's global state).  The wrapper runs it under a global state seeded from
 the group's own ``rng`` (which ``random_seed`` seeds) and restores the caller's state afterwards.
+
+Both present in pymc 5.28.5 and 6.4.0.  :func:`update_rngs_unseeded` compiles one function with
+an update and no output on pytensor's Python linker, unoptimised (milliseconds);
+:func:`particles_use_global_state` builds two 2 x 1 particle sets under two global seeds.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pymc.variational.approximations as _approximations
 import pymc.variational.opvi as _opvi
+import pytensor
+import pytensor.tensor as pt
 from pymc.pytensorf import collect_default_updates, reseed_rngs
+from pytensor.compile.mode import Mode
 
 from minibatch._upstream._patch import patch
 
@@ -58,7 +67,36 @@ def reseeding_update_rngs(compile: Any) -> Any:
     return wrapper
 
 
+@functools.cache
+def update_rngs_unseeded() -> bool:
+    """Whether PyMC's ``compile`` leaves an RNG alone that only an update uses."""
+    rng = pytensor.shared(np.random.default_rng(0))
+    next_rng, _ = pt.random.normal.make_node(rng, None, 0.0, 1.0).outputs
+    before = rng.get_value(borrow=True).bit_generator.state
+    mode = Mode(linker="py", optimizer="None")
+    inspect.unwrap(_opvi.compile)([], [], updates={rng: next_rng}, random_seed=1, mode=mode)
+    return bool(rng.get_value(borrow=True).bit_generator.state == before)
+
+
+@functools.cache
+def particles_use_global_state() -> bool:
+    """Whether SVGD's initial particles follow NumPy's global state rather than ``rng``."""
+    create = inspect.unwrap(_approximations.EmpiricalGroup.create_shared_params)
+    group = SimpleNamespace(_prepare_start=lambda start: np.zeros(1))
+    state = np.random.get_state()
+    try:
+        draws = []
+        for seed in (1, 2):
+            np.random.seed(seed)
+            draws.append(create(group, size=2, jitter=1)["histogram"].get_value())
+    finally:
+        np.random.set_state(state)
+    return not np.array_equal(draws[0], draws[1])
+
+
 def install() -> None:
     """Seed SVGD's particles and the RNGs only updates use from ``random_seed`` (idempotent)."""
-    patch(_approximations.EmpiricalGroup, "create_shared_params", seeded_by_group_rng)
-    patch(_opvi, "compile", reseeding_update_rngs)
+    if particles_use_global_state():
+        patch(_approximations.EmpiricalGroup, "create_shared_params", seeded_by_group_rng)
+    if update_rngs_unseeded():
+        patch(_opvi, "compile", reseeding_update_rngs)

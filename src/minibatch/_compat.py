@@ -1,0 +1,87 @@
+"""What differs between the two supported stacks, in one place.
+
+Supported: pymc 5.28 / pytensor 2.38 (CPython 3.11) and pymc 6.4 / pytensor 3.3 (CPython 3.12
+and 3.13).  Every other module imports the differing names from here, so no version test sits
+anywhere else.  What this module knows:
+
+* **The row gather.**  pytensor 2.38 has ``AdvancedSubtensor1`` for ``x[idx]`` along axis 0;
+  pytensor 3 removed it, and ``x[idx]`` is ``AdvancedSubtensor`` with ``idx_list=(0,)``.
+  :class:`TakeRows` is whichever applies, built with no arguments.
+* **The C backend's mode name.**  In pytensor 3 ``mode="FAST_RUN"`` (and the default mode)
+  compile with Numba; the C backend is ``"CVM"``, a name pytensor 2.38 accepts too.
+  :data:`C_MODE` is that name.
+* **``default_update``.**  pytensor 3 deprecates setting ``SharedVariable.default_update``
+  and offers no replacement, while still honouring it.  The legacy promise "a plain
+  ``pytensor.function`` draws a new batch on every call" rests on it (PyMC's own compile finds
+  the update through the Op instead).  :func:`set_default_update` sets it with that one
+  deprecation caught; ``tests/test_compat.py`` fails when pytensor stops honouring it.
+* **Upstream defects decided by version**, for the ``_upstream`` workarounds that no cheap
+  probe can decide (each has a canary per version in ``tests/test_upstream.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+import pymc
+import pytensor
+from pytensor.compile import SharedVariable
+from pytensor.tensor import subtensor as _subtensor
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"6.4.0"`` -> ``(6, 4, 0)``; pre-release and local parts are dropped.
+
+    >>> _release("3.3.8"), _release("5.28.5+dev1"), _release("6.4.0rc1")
+    ((3, 3, 8), (5, 28, 5), (6, 4, 0))
+    """
+    match = re.match(r"\d+(\.\d+)*", version)
+    return tuple(int(part) for part in match.group().split(".")) if match else ()
+
+
+PYMC_VERSION = _release(pymc.__version__)
+PYTENSOR_VERSION = _release(pytensor.__version__)
+PYTENSOR_3 = PYTENSOR_VERSION >= (3,)
+
+C_MODE = "CVM"
+
+# pymc#8359 (VI parameters of unknown shape) and pymc#8360 (JAX arrays left in the parameters
+# after a JAX fit) are fixed in pymc 6.4.0.
+VI_PARAMS_LACK_STATIC_SHAPES = PYMC_VERSION < (6, 4)
+FIT_LEAVES_JAX_ARRAYS = PYMC_VERSION < (6, 4)
+# pytensor 3's JAX linker hands a function whose RNG update became the RNG itself (the draw was
+# rewritten away) a numpy Generator from the second call on; 2.38 does not.
+JAX_PASSES_GENERATORS = PYTENSOR_3
+
+
+def _take_rows() -> Any:
+    if not PYTENSOR_3:
+        return _subtensor.AdvancedSubtensor1
+
+    advanced: Any = _subtensor.AdvancedSubtensor  # pytensor 3's signature, unknown to 2.38 stubs
+
+    class TakeRows(advanced):
+        """pytensor 3's ``x[idx]`` along axis 0: ``AdvancedSubtensor(idx_list=(0,))``."""
+
+        def __init__(self) -> None:
+            super().__init__(idx_list=(0,))
+
+    return TakeRows
+
+
+TakeRows: Any = _take_rows()
+
+_DEFAULT_UPDATE_DEPRECATION = "Setting default_update is deprecated"
+
+
+def set_default_update(shared: SharedVariable, update: Any) -> None:
+    """``shared.default_update = update``, with pytensor 3's deprecation of the setter caught.
+
+    The behaviour is kept on purpose (see the module notes); the warning is caught for this one
+    assignment only, so any other use of the setter still warns.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _DEFAULT_UPDATE_DEPRECATION, DeprecationWarning)
+        shared.default_update = update
