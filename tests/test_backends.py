@@ -66,6 +66,7 @@ def moments(approx):
     return approx.mean.eval()[0], approx.std.eval()[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("mode", MODES)
 def test_matrix_conjugate_posterior(conjugate, method, mode):
@@ -80,6 +81,7 @@ def seeds_data():
     return make_data(40000, 100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_seeds_model_tuple_total_size_every_backend(seeds_data, mode):
     xb = mb.Minibatch(seeds_data, batch_size=500)
