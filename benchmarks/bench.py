@@ -1,7 +1,7 @@
 """Per-step ADVI cost of ``mb.Minibatch`` against a constant batch, ``pm.Minibatch`` and full data.
 
 Run ``python benchmarks/bench.py`` (or ``nox -s bench``); ``--quick`` runs tiny sizes.  It prints
-five markdown tables and writes a plot (``--plot``, default ``docs/performance.png``):
+four markdown tables and writes a plot (``--plot``, default ``docs/performance.png``):
 
 1. the goals, one process per run, every backend: microseconds per step (median of per-round
    means) and the ratios mb / constant batch and mb / pm.Minibatch (medians of per-round
@@ -9,9 +9,7 @@ five markdown tables and writes a plot (``--plot``, default ``docs/performance.p
 2. per-step cost against the number of stored rows N (a fresh process per N), with the memory
    a step allocates and the peak RSS;
 3. steps per second against the batch size, full data included;
-4. the row gather alone, fresh rows and same rows, with our kernel (``RowTake``) and with
-   pytensor's own row take, side by side on C and Numba (pytensor 3 has kernels of its own);
-5. memory: what each ``mb.Minibatch`` view of the same data adds to the resident set, the float32
+4. memory: what each ``mb.Minibatch`` view of the same data adds to the resident set, the float32
    check (a child process with ``floatX=float32``) and the peak RSS.
 """
 
@@ -274,41 +272,10 @@ def plot(sweep: list[dict[str, Any]], batches: list[dict[str, Any]], path: Path)
     plt.close(fig)
 
 
-def kernels_table(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Table 4: our row-take kernel against pytensor's, in the same interleaved rounds."""
-    import pytensor
-
-    data = st.make_data(args.rows)
-    print(
-        f"\n## Row gather alone: ours against pytensor {pytensor.__version__}'s, "
-        f"N = {args.rows}, batch {args.batch}, {args.rounds} rounds\n"
-    )
-    print("| mode | rows | ours µs | pytensor's µs | ours / pytensor's |")
-    print("|---|---|---|---|---|")
-    rows = []
-    for mode in [m for m in args.sweep_modes if m != "JAX"]:
-        steps = {"call": st.gather_alone(data, args.batch, mode, None)}
-        for kernel in ("ours", "pytensor"):
-            for fresh in (True, False):
-                steps[f"{kernel}-{fresh}"] = st.gather_alone(data, args.batch, mode, fresh, kernel)
-        times = st.interleaved(steps, args.rounds, args.seconds)
-        call = np.median(times["call"])
-        for fresh, label in ((True, "fresh"), (False, "same")):
-            ours, theirs = (np.array(times[f"{k}-{fresh}"]) - call for k in ("ours", "pytensor"))
-            ratio = float(np.median(ours / theirs))
-            print(
-                f"| {mode} | {label} | {np.median(ours) * 1e6:,.0f} | "
-                f"{np.median(theirs) * 1e6:,.0f} | {ratio:.2f} |"
-            )
-            rows.append({"mode": mode, "rows": label, "ours/pytensor": ratio})
-    return rows
-
-
 SECTIONS = {
     "goals": goals_table,
     "rows": rows_sweep,
     "batches": batch_sweep,
-    "kernels": kernels_table,
     "memory": memory_report,
 }
 

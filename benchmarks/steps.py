@@ -74,29 +74,21 @@ def batch_alone(data: np.ndarray, batch: int, mode: str) -> Callable[[], Any]:
     return pytensor.function([], batch_var, mode=mode)
 
 
-def gather_alone(
-    data: np.ndarray, batch: int, mode: str, fresh: bool | None, kernel: str = "ours"
-) -> Callable[[], Any]:
+def gather_alone(data: np.ndarray, batch: int, mode: str, fresh: bool | None) -> Callable[[], Any]:
     """Copying ``batch`` rows of the stored data out, as a compiled function of a given index.
 
     ``fresh``: new random rows every call (drawn beforehand, 64 indices in turn), so most rows
     come from memory; otherwise the same rows every call, which stay in cache.  With
     ``fresh=None`` the function returns only the index's length: the cost of the call itself.
-    ``kernel``: ``"ours"`` (``RowTake``) or ``"pytensor"`` (pytensor's own row take, the Op
-    ``RowTake`` subclasses, with pytensor's C / Numba code).
     """
     import itertools
 
     import pytensor
     import pytensor.tensor as pt
 
-    from minibatch._compat import TakeRows
-    from minibatch._gather import RowTake
-
     stored = observed("mb", data, batch)[0].owner.inputs[1]
     index = pt.lvector("index")
-    take = {"ours": RowTake, "pytensor": TakeRows}[kernel]()
-    out = index.shape[0] if fresh is None else take(stored, index)
+    out = index.shape[0] if fresh is None else stored[index]
     f = pytensor.function([index], out, mode=mode)
     rng = np.random.default_rng(2)
     draws = [rng.integers(0, len(data), batch) for _ in range(64 if fresh else 1)]

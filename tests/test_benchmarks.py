@@ -25,14 +25,8 @@ def test_quick_benchmark_prints_every_table_and_writes_the_plot(tmp_path, capsys
     png = tmp_path / "performance.png"
     results = bench.main(["--quick", "--modes=CVM", "--sweep-modes=CVM", f"--plot={png}"])
     out = capsys.readouterr().out
-    titles = ("## Goals", "## Per-step µs against N", "## Steps per second", "## Row gather alone")
-    for title in (*titles, "## Memory"):
+    for title in ("## Goals", "## Per-step µs against N", "## Steps per second", "## Memory"):
         assert title in out
-    assert {(r["mode"], r["rows"]) for r in results["kernels"]} == {
-        ("CVM", "fresh"),
-        ("CVM", "same"),
-    }
-    assert all(r["ours/pytensor"] > 0 for r in results["kernels"])
     assert "| CVM |" in out and "peak RSS" in out
     [goal] = results["goals"]
     assert set(goal["times"]) == {"const", "mb", "pm", "alone", "call", "hot", "cold"}

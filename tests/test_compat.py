@@ -52,12 +52,3 @@ def test_c_mode_is_the_c_backend_and_fast_run_is_numba_on_pytensor_3():
     assert type(c_linker).__name__ == "VMLinker" and c_linker.c_thunks
     fast_run = type(get_mode("FAST_RUN").linker).__name__
     assert (fast_run == "NumbaLinker") is _compat.PYTENSOR_3
-
-
-def test_take_rows_is_what_pytensor_builds_for_x_of_idx():
-    x, i = pt.matrix("x"), pt.lvector("i")
-    f = pytensor.function([x, i], x[i], mode=_compat.C_MODE)
-    (op,) = [node.op for node in f.maker.fgraph.apply_nodes]
-    ours = _compat.TakeRows()
-    assert isinstance(ours, type(op))
-    assert ours._props_dict() == op._props_dict()

@@ -12,7 +12,7 @@ from pymc.pytensorf import constant_fold, extract_obs_data
 from pytensor.graph.replace import clone_replace, graph_replace
 
 import minibatch as mb
-from minibatch._gather import MinibatchGatherOp, RowTake, gather
+from minibatch._gather import MinibatchGatherOp, gather
 
 
 def test_one_gather_node_for_all_datasets(rows):
@@ -73,13 +73,15 @@ def test_gather_indexes_the_leading_axis():
 
 
 def _take(mode, x_type=None):
+    """The gather of a given index, compiled: ``(data, index) -> data[index]``."""
     x = pt.matrix("x") if x_type is None else x_type
     i = pt.lvector("i")
-    return pytensor.function([x, i], RowTake()(x, i), mode=mode)
+    (taken,) = gather(i, [x])
+    return pytensor.function([x, i], taken, mode=mode)
 
 
 @pytest.mark.parametrize("mode", ["CVM", "NUMBA", "JAX"])
-def test_row_take_equals_numpy_on_every_backend(mode):
+def test_gather_equals_numpy_on_every_backend(mode):
     data = np.random.default_rng(0).normal(size=(50, 7))
     index = np.random.default_rng(1).integers(0, 50, size=300)
     f = _take(mode)
@@ -91,7 +93,7 @@ def test_row_take_equals_numpy_on_every_backend(mode):
     "data",
     [
         np.arange(60.0).reshape(12, 5),
-        np.asfortranarray(np.arange(60.0).reshape(12, 5)),  # not C-contiguous: numpy's take
+        np.asfortranarray(np.arange(60.0).reshape(12, 5)),
         np.arange(120.0).reshape(24, 5)[::2],  # strided rows
         np.arange(12.0).reshape(12, 1, 1),
         np.arange(12),  # integers, 1-D
@@ -100,56 +102,34 @@ def test_row_take_equals_numpy_on_every_backend(mode):
     ids=["c", "fortran", "strided", "3d", "int-1d", "empty-rows"],
 )
 @pytest.mark.parametrize("mode", ["CVM", "NUMBA"])
-def test_row_take_kernels_layouts_and_negative_positions(data, mode):
+def test_gather_layouts_and_negative_positions(data, mode):
     x = pt.tensor("x", dtype=data.dtype, shape=(None,) * data.ndim)
     f = _take(mode, x)
     index = np.array([3, -1, 0, 11, -12, 3])
     np.testing.assert_array_equal(f(data, index), data[index])
 
 
-@pytest.mark.parametrize("mode", ["CVM", "NUMBA"])
-@pytest.mark.parametrize("position", [12, -13])
-def test_row_take_refuses_positions_out_of_range(position, mode):
-    f = _take(mode)
-    with pytest.raises(IndexError, match="out of bounds"):
-        f(np.zeros((12, 2)), np.array([0, position]))
+def test_c_gather_refuses_positions_out_of_range():
+    """Our index never leaves ``[0, n)``; pytensor's C take checks anyway."""
+    f = _take("CVM")
+    for position in (12, -13):
+        with pytest.raises(IndexError, match="out of bounds"):
+            f(np.zeros((12, 2)), np.array([0, position]))
 
 
-def test_numba_runs_the_prefetching_loop_not_pytensors_indexing():
-    """The dispatch the Numba linker consults first (pytensor 3 registers its own take there)."""
-    from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
-
-    from minibatch._gather import register_numba_take
-
-    register_numba_take()
-    node = RowTake()(pt.matrix("x"), pt.lvector("i")).owner
-    func, key = numba_funcify_and_cache_key(node.op, node=node)
-    assert func.py_func.__name__ == "row_take"
-    assert key.startswith("minibatch.RowTake")
-
-
-def test_row_take_reused_buffer_never_leaks_into_earlier_results():
-    """The C kernel may refill its output buffer: earlier results and intermediates keep theirs."""
+def test_minibatch_step_is_the_draw_and_pytensors_take_with_nothing_around_it(rows):
+    """The draw feeds pytensor's own take: no Assert, copy or cast between data and batch."""
     x, i = pt.matrix("x"), pt.lvector("i")
-    taken = RowTake()(x, i)
-    f = pytensor.function([x, i], [taken, taken.sum(1) * 2], mode="CVM")
-    data = np.arange(20.0).reshape(10, 2)
-    first, first_sums = f(data, np.array([1, 2]))
-    second, _ = f(data, np.array([7, 8]))
-    np.testing.assert_array_equal(first, data[[1, 2]])
-    np.testing.assert_array_equal(first_sums, 2 * data[[1, 2]].sum(1))
-    np.testing.assert_array_equal(second, data[[7, 8]])
-
-
-def test_minibatch_step_runs_the_c_kernel_with_nothing_else_around_it(rows):
-    """One RowTake fed by the index draw: no Assert, copy or cast between data and batch."""
+    plain = pytensor.function([x, i], x[i], mode="CVM")
+    (take_op,) = [node.op for node in plain.maker.fgraph.apply_nodes]
     xb = mb.Minibatch(rows, batch_size=5)
     f = pytensor.function([], xb, mode="CVM")
     nodes = f.maker.fgraph.toposort()
-    (take,) = [n for n in nodes if isinstance(n.op, RowTake)]
+    (take,) = [n for n in nodes if n.op == take_op]
     assert take.outputs[0] is f.maker.fgraph.outputs[0]
     kinds = {type(n.op).__name__ for n in nodes}
-    assert kinds == {"RowTake", "IndexRV", "Shape_i", "DimShuffle"}, kinds  # n = shape[0]
+    expected = {type(take_op).__name__, "IndexRV", "Shape_i", "DimShuffle"}  # n = shape[0]
+    assert kinds == expected, kinds
     assert f().shape == (5, 3)
 
 

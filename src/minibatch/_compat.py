@@ -4,9 +4,6 @@ Supported: pymc 5.28 / pytensor 2.38 (CPython 3.11) and pymc 6.4 / pytensor 3.3 
 and 3.13).  Every other module imports the differing names from here, so no version test sits
 anywhere else.  What this module knows:
 
-* **The row gather.**  pytensor 2.38 has ``AdvancedSubtensor1`` for ``x[idx]`` along axis 0;
-  pytensor 3 removed it, and ``x[idx]`` is ``AdvancedSubtensor`` with ``idx_list=(0,)``.
-  :class:`TakeRows` is whichever applies, built with no arguments.
 * **The C backend's mode name.**  In pytensor 3 ``mode="FAST_RUN"`` (and the default mode)
   compile with Numba; the C backend is ``"CVM"``, a name pytensor 2.38 accepts too.
   :data:`C_MODE` is that name.
@@ -28,7 +25,6 @@ from typing import Any
 import pymc
 import pytensor
 from pytensor.compile import SharedVariable
-from pytensor.tensor import subtensor as _subtensor
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -55,23 +51,6 @@ FIT_LEAVES_JAX_ARRAYS = PYMC_VERSION < (6, 4)
 # rewritten away) a numpy Generator from the second call on; 2.38 does not.
 JAX_PASSES_GENERATORS = PYTENSOR_3
 
-
-def _take_rows() -> Any:
-    if not PYTENSOR_3:
-        return _subtensor.AdvancedSubtensor1
-
-    advanced: Any = _subtensor.AdvancedSubtensor  # pytensor 3's signature, unknown to 2.38 stubs
-
-    class TakeRows(advanced):
-        """pytensor 3's ``x[idx]`` along axis 0: ``AdvancedSubtensor(idx_list=(0,))``."""
-
-        def __init__(self) -> None:
-            super().__init__(idx_list=(0,))
-
-    return TakeRows
-
-
-TakeRows: Any = _take_rows()
 
 _DEFAULT_UPDATE_DEPRECATION = "Setting default_update is deprecated"
 
