@@ -12,6 +12,7 @@ from pymc.pytensorf import constant_fold, extract_obs_data
 from pytensor.graph.replace import clone_replace, graph_replace
 
 import minibatch as mb
+from minibatch._compat import TAKE_OPS
 from minibatch._gather import MinibatchGatherOp, gather
 
 
@@ -141,3 +142,16 @@ def test_float32_data_stays_float32_through_the_gather(rows):
     assert xb.dtype == "float32"
     assert dtypes == {"float32"}
     assert f().dtype == np.float32
+
+
+def test_compiled_batches_get_their_static_length_back(rows):
+    """The take by our index is rebuilt with the batch length; pymc's SpecifyShape then goes."""
+    xb = mb.Minibatch(rows, batch_size=5)
+    with pm.Model():
+        mu = pm.Normal("mu", 0, 1, shape=3)
+        pm.Normal("x", mu, 1, observed=xb)
+        step = pm.ADVI(random_seed=0).objective.step_function(compile_kwargs=dict(mode="CVM"))
+    nodes = step.maker.fgraph.apply_nodes
+    assert not [n for n in nodes if type(n.op).__name__ == "SpecifyShape"]
+    takes = [n for n in nodes if isinstance(n.op, TAKE_OPS)]
+    assert [t.outputs[0].type.shape for t in takes] == [(5, 3)]

@@ -7,6 +7,9 @@ anywhere else.  What this module knows:
 * **The C backend's mode name.**  In pytensor 3 ``mode="FAST_RUN"`` (and the default mode)
   compile with Numba; the C backend is ``"CVM"``, a name pytensor 2.38 accepts too.
   :data:`C_MODE` is that name.
+* **The take Ops.**  ``x[idx]`` compiles to ``AdvancedSubtensor1`` on pytensor 2.38 and to
+  ``AdvancedSubtensor`` on pytensor 3 (where ``AdvancedSubtensor1`` is gone); :data:`TAKE_OPS`
+  holds those that exist.
 * **``default_update``.**  pytensor 3 deprecates setting ``SharedVariable.default_update``
   and offers no replacement, while still honouring it.  The legacy promise "a plain
   ``pytensor.function`` draws a new batch on every call" rests on it (PyMC's own compile finds
@@ -25,6 +28,7 @@ from typing import Any
 import pymc
 import pytensor
 from pytensor.compile import SharedVariable
+from pytensor.tensor import subtensor as _subtensor
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -42,6 +46,12 @@ PYTENSOR_VERSION = _release(pytensor.__version__)
 PYTENSOR_3 = PYTENSOR_VERSION >= (3,)
 
 C_MODE = "CVM"
+
+TAKE_OPS: tuple[type, ...] = tuple(
+    getattr(_subtensor, name)
+    for name in ("AdvancedSubtensor1", "AdvancedSubtensor")
+    if hasattr(_subtensor, name)
+)
 
 # pymc#8359 (VI parameters of unknown shape) and pymc#8360 (JAX arrays left in the parameters
 # after a JAX fit) are fixed in pymc 6.4.0.
