@@ -25,7 +25,8 @@ def outcome(fn) -> str:  # type: ignore[no-untyped-def]
     try:
         return f"ok: {fn()}"
     except Exception as exc:  # reporting any failure is the point
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
+        first_line = (str(exc).splitlines() or [""])[0]
+        return f"{type(exc).__name__}: {first_line[:70]}"
 
 
 def advi_tuple_total_size(make):  # type: ignore[no-untyped-def]
@@ -77,6 +78,32 @@ def obj_n_mc_3(make):  # type: ignore[no-untyped-def]
     return f"loss {approx.hist[-1]:.4g}"
 
 
+def short_total_size_tuple(make):  # type: ignore[no-untyped-def]
+    xb = make(DATA, batch_size=50)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 1, shape=10)
+        pm.Normal("x", mu, 1, observed=xb, total_size=(400,))
+    return f"logp {model.compile_logp()({'mu': np.zeros(10)}):.4g}"
+
+
+def svgd(make):  # type: ignore[no-untyped-def]
+    xb = make(DATA, batch_size=50)
+    with pm.Model():
+        mu = pm.Normal("mu", 0, 1, shape=10)
+        pm.Normal("x", mu, 1, observed=xb, total_size=400)
+        approx = pm.fit(20, method="svgd", progressbar=False, random_seed=0)
+    return f"{approx.histogram.get_value().shape[0]} particles"
+
+
+def jax_prior_predictive(make):  # type: ignore[no-untyped-def]
+    xb = make(DATA, batch_size=50)
+    with pm.Model():
+        mu = pm.Normal("mu", 0, 1, shape=10)
+        pm.Normal("x", mu, 1, observed=xb, total_size=400)
+        prior = pm.sample_prior_predictive(3, random_seed=0, compile_kwargs=dict(mode="JAX"))
+    return prior.prior_predictive["x"].shape
+
+
 CASES = [
     advi_tuple_total_size,
     normalising_constant_int_rank2,
@@ -85,6 +112,9 @@ CASES = [
     replace_by_other_length,
     mismatched_lengths,
     obj_n_mc_3,
+    short_total_size_tuple,
+    svgd,
+    jax_prior_predictive,
 ]
 
 if __name__ == "__main__":
