@@ -24,6 +24,14 @@ Scale (``_observed``, ``_total_size``; PyMC's ``total_size`` wrapper)
     wrapper (mended in ``_upstream``). :func:`full_data_model` undoes batches and scaling for
     prediction.
 
+Layers, each importing only those before it (``tests/test_layers.py``)
+----------------------------------------------------------------------
+``_compat`` (what differs between pymc 5.28 / pytensor 2.38 and pymc 6.4 / pytensor 3.3),
+``_ops`` (the Op base), ``_storage`` and ``_inputs`` (data), ``_spec``, ``_numba_index`` and
+``_index`` (the index), ``_gather``, ``_variable`` (the batch's legacy attributes), ``_derived``,
+``_total_size`` and ``_observed`` (model hooks), ``_upstream`` (workarounds), ``_minibatch``
+(the public ``Minibatch``) and ``_predict``.
+
 Where later features plug in
 ----------------------------
 * Numba / JAX: the index and gather are ordinary pytensor Ops once PyMC's inline rewrite has

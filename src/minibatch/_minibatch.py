@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from minibatch import _observed, _upstream
+from minibatch import _guards, _observed, _upstream
 from minibatch._gather import gather
 from minibatch._index import add_user, index_for
 from minibatch._inputs import as_data_tensor, check_lengths
@@ -143,6 +143,7 @@ def build(
         raise TypeError("Minibatch needs at least one dataset: Minibatch(data, batch_size=...)")
     _upstream.install()
     _observed.install()
+    _guards.install()
     seed = None if random_seed is _UNSET else random_seed
     spec = 128 if batch_size is _UNSET else batch_size
     ndim = _rank(data[0])
