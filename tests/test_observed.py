@@ -214,3 +214,27 @@ def test_plain_observed_data_passes_through(observed):
         pm.Normal("x", 0, 1, observed=observed, total_size=mb.as_given(None))
         pm.Normal("z", 0, 1, observed=observed)
     assert np.isfinite(model.compile_logp()({}))
+
+
+def test_nan_in_observed_minibatch_data_is_refused_naming_the_variable():
+    y = np.arange(20.0)
+    y[3] = np.nan
+    yb = mb.Minibatch(
+        y, batch_size=5
+    )  # as a covariate it could still be fine: refused when observed
+    with pm.Model(), pytest.raises(ValueError, match=r"'y' is drawn from data with 1 NaN entries"):
+        pm.Normal("y", 0, 1, observed=yb)
+
+
+def test_integer_observed_data_passes_the_nan_check():
+    counts = mb.Minibatch(np.arange(20), batch_size=5)
+    with pm.Model():
+        pm.Poisson("c", 3.0, observed=counts)  # integers hold no NaN
+
+
+def test_masked_arrays_with_masked_entries_are_refused_at_construction():
+    data = np.ma.masked_array(np.arange(6.0), mask=[0, 1, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="data argument 0 is a masked array with 1 masked"):
+        mb.Minibatch(data, batch_size=2)
+    unmasked = mb.Minibatch(np.ma.masked_array(np.arange(6.0)), batch_size=2)
+    assert unmasked.shared.get_value().tolist() == list(range(6))

@@ -118,6 +118,12 @@ def _broadcastable_axes(
 
 
 def _numeric(value: Any, label: str) -> np.ndarray:
+    if np.ma.is_masked(value):  # np.asarray would silently keep the masked entries' fill data
+        raise ValueError(
+            f"{label} is a masked array with {int(np.ma.count_masked(value))} masked entries; a "
+            "minibatch would draw their underlying values as data. Drop those rows, or fill "
+            "them (value.filled(...)), before building the Minibatch."
+        )
     array = np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value)
     if array.dtype.kind not in "biuf":
         raise TypeError(
@@ -189,6 +195,15 @@ def _checked_symbolic(value: Variable, label: str) -> TensorVariable:
             "(an array, a pm.Data container or a shared variable)."
         )
     return value
+
+
+def current_value(tensor: TensorVariable) -> np.ndarray:
+    """The values of stored data now."""
+    if isinstance(tensor, Constant):
+        return np.asarray(tensor.data)
+    if isinstance(tensor, SharedVariable):
+        return np.asarray(tensor.get_value(borrow=True))
+    return np.asarray(tensor.eval())
 
 
 def current_shape(tensor: TensorVariable) -> tuple[int, ...]:

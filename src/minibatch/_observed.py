@@ -33,6 +33,8 @@ from pytensor.graph.basic import Variable
 from pytensor.graph.traversal import ancestors
 
 from minibatch._derived import derive, is_batch
+from minibatch._gather import source_of
+from minibatch._inputs import current_value
 from minibatch._ops import is_ours
 from minibatch._total_size import (
     AsGiven,
@@ -78,6 +80,7 @@ def resolve(observed: Any, total_size: Any, name: str) -> tuple[Any, Any]:
         return derive(observed), None if given is None else normalise(given, ndim, name)
     sizes = None if total_size is None else normalise(total_size, ndim, name)
     if is_batch(observed):
+        _refuse_missing_values(observed, name)
         if sizes is None:
             return observed, implied(observed)
         check_agreement(observed, sizes, name)
@@ -93,6 +96,19 @@ def resolve(observed: Any, total_size: Any, name: str) -> tuple[Any, Any]:
             stacklevel=4,
         )
     return derived, sizes
+
+
+def _refuse_missing_values(batch: Any, name: str) -> None:
+    """NaN in observed minibatch data: PyMC would impute it batch by batch; refuse it instead."""
+    values = current_value(source_of(batch)[0])
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise ValueError(
+            f"observed variable {name!r} is drawn from data with {int(np.isnan(values).sum())} "
+            f"NaN entries (minibatch {batch.name!r}). PyMC would treat them as missing values "
+            "to impute, but a minibatch holds other rows at every step, so no imputed variable "
+            "would stay attached to a row. Drop the rows with NaN, or fill them, before building "
+            "the Minibatch."
+        )
 
 
 def registering_total_size(register: Any) -> Any:
