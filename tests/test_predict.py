@@ -116,3 +116,39 @@ def test_new_data_keys_and_ranks_are_checked(fitted):
         mb.full_data_model(model, {xb: np.zeros(3), yb: np.zeros(3)})
     with pytest.raises(ValueError, match="one length"):
         mb.full_data_model(model, {xb: np.zeros((3, 2)), yb: np.zeros(4)})
+
+
+def _elpd(loo):
+    """``elpd_loo`` of an ``az.loo`` result: ArviZ 0.x calls it ``elpd_loo``, 1.x ``elpd``."""
+    return float(getattr(loo, "elpd_loo", None) or loo.elpd)
+
+
+def test_log_likelihood_is_the_full_data_one_and_loo_agrees(conjugate):
+    import arviz as az
+
+    c = conjugate
+    with pm.Model() as model:
+        mu = pm.Normal("mu", c.mu0, c.tau0)
+        pm.Normal("y", mu, c.sigma, observed=mb.Minibatch(c.y, batch_size=100))
+        approx = pm.fit(
+            3000, random_seed=1, progressbar=False, obj_optimizer=pm.adam(learning_rate=0.05)
+        )
+    ours = mb.log_likelihood(approx.sample(200, random_seed=2), model, progressbar=False)
+    with pm.Model() as full:
+        mu = pm.Normal("mu", c.mu0, c.tau0)
+        pm.Normal("y", mu, c.sigma, observed=c.y)
+    reference = pm.compute_log_likelihood(
+        approx.sample(200, random_seed=2), model=full, progressbar=False
+    )
+    assert ours.log_likelihood["y"].shape == (1, 200, len(c.y))  # every row, unscaled
+    np.testing.assert_allclose(ours.log_likelihood["y"], reference.log_likelihood["y"])
+    assert _elpd(az.loo(ours)) == pytest.approx(_elpd(az.loo(reference)), rel=1e-12)
+
+
+def test_compute_log_likelihood_on_a_minibatch_model_points_at_log_likelihood(conjugate):
+    with pm.Model():
+        mu = pm.Normal("mu", 0, 10)
+        pm.Normal("y", mu, 2, observed=mb.Minibatch(conjugate.y, batch_size=100))
+        idata = pm.fit(50, random_seed=1, progressbar=False).sample(10, random_seed=2)
+        with pytest.raises(ValueError, match=r"\['y'\].*mb\.log_likelihood\(idata, model\)"):
+            pm.compute_log_likelihood(idata, progressbar=False)

@@ -46,7 +46,7 @@ Where later features plug in
 
 from minibatch._minibatch import Minibatch, align_minibatches
 from minibatch._observed import as_given
-from minibatch._predict import full_data_model
+from minibatch._predict import full_data_model, log_likelihood
 from minibatch._total_size import TotalSizeWarning
 
 __version__ = "0.1.0"
@@ -58,4 +58,5 @@ __all__ = [
     "align_minibatches",
     "as_given",
     "full_data_model",
+    "log_likelihood",
 ]

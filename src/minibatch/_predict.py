@@ -13,6 +13,7 @@ that PyMC's check sees as new data: those deterministics are recomputed from the
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,6 +109,33 @@ def full_data_model(model: Model | None = None, data: Mapping[Any, Any] | None =
     new_fgraph._coords = fgraph._coords  # type: ignore[attr-defined]
     new_fgraph._dim_lengths = fgraph._dim_lengths  # type: ignore[attr-defined]
     return model_from_fgraph(new_fgraph, mutate_fgraph=True)
+
+
+def log_likelihood(idata: Any, model: Model | None = None, **kwargs: Any) -> Any:
+    """The pointwise log-likelihood of the full data, for ``az.loo`` / ``az.waic``.
+
+    ``pm.compute_log_likelihood`` on a minibatch model would give one scaled random batch per
+    draw; this computes it on :func:`full_data_model` of ``model`` instead: one unscaled value
+    per observation, per posterior draw.  Keyword arguments go to
+    ``pm.compute_log_likelihood`` (by default the ``log_likelihood`` group is added to
+    ``idata``, which is returned).
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> y = np.random.default_rng(0).normal(1.0, 1.0, 500)
+    >>> with pm.Model() as model:
+    ...     mu = pm.Normal("mu", 0, 10)
+    ...     obs = pm.Normal("obs", mu, 1, observed=mb.Minibatch(y, batch_size=50))
+    ...     approx = pm.fit(2000, random_seed=1, progressbar=False)
+    >>> idata = mb.log_likelihood(approx.sample(100, random_seed=2), model, progressbar=False)
+    >>> idata.log_likelihood["obs"].shape  # every row, every draw
+    (1, 100, 500)
+    """
+    from pymc.stats.log_density import compute_log_likelihood
+
+    compute = inspect.unwrap(compute_log_likelihood)  # the guarded one refuses minibatches
+    return compute(idata, model=full_data_model(modelcontext(model)), **kwargs)
 
 
 def _follow(var: Variable, replacements: Mapping[Variable, Variable]) -> Variable:
