@@ -6,6 +6,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import pytest
+from scipy import stats
 
 import minibatch as mb
 from minibatch._total_size import normalise
@@ -93,3 +94,37 @@ def test_free_variables_still_refuse_total_size():
     mb.Minibatch(np.zeros(3), batch_size=1)
     with pm.Model(), pytest.raises(ValueError, match="only be passed to observed"):
         pm.Normal("mu", 0, 1, total_size=10)
+
+
+def _window_model(total_size, refills):
+    """Windows of 2000 equal values: every batch has the same density, whatever rows it draws."""
+    xb = mb.Minibatch(
+        np.full(2000, 0.5),
+        batch_size=100,
+        update_shared_f=lambda: next(refills),
+        in_memory_size=2000,
+    )
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 1)
+        obs = pm.Normal("x", mu, 1, observed=xb, total_size=total_size)
+    return xb, model.compile_logp(vars=[obs])
+
+
+def test_a_window_of_a_larger_population_is_scaled_by_the_population_after_each_refill():
+    refills = iter([np.full(2000, 1.5), np.full(1500, -2.0)])
+    xb, logp = _window_model(100_000, refills)
+    for value in (0.5, 1.5, -2.0):
+        assert float(logp({"mu": 0.0})) == pytest.approx(100_000 * stats.norm.logpdf(value))
+        if value != -2.0:
+            xb.update_shared()
+
+
+def test_a_window_without_total_size_warns_that_the_window_length_is_used():
+    with pytest.warns(mb.TotalSizeWarning, match="window's length, not the population's"):
+        _, logp = _window_model(None, iter([]))
+    assert float(logp({"mu": 0.0})) == pytest.approx(2000 * stats.norm.logpdf(0.5))
+
+
+def test_a_window_population_smaller_than_the_window_is_refused():
+    with pytest.raises(ValueError, match="a window's population must be at least the window"):
+        _window_model(1000, iter([]))

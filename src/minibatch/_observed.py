@@ -41,6 +41,7 @@ from minibatch._total_size import (
     TotalSizeWarning,
     check_agreement,
     implied,
+    is_window,
     normalise,
 )
 from minibatch._upstream._patch import patch
@@ -82,6 +83,15 @@ def resolve(observed: Any, total_size: Any, name: str) -> tuple[Any, Any]:
     if is_batch(observed):
         _refuse_missing_values(observed, name)
         if sizes is None:
+            if is_window(observed):
+                warnings.warn(
+                    f"observed variable {name!r} is drawn from a window of its data "
+                    f"(in_memory_size / update_shared_f) and has no total_size, so its density "
+                    f"is scaled by the window's length, not the population's. Pass "
+                    f"total_size=<number of rows of the whole data set>.",
+                    TotalSizeWarning,
+                    stacklevel=4,
+                )
             return observed, implied(observed)
         check_agreement(observed, sizes, name)
         return observed, sizes

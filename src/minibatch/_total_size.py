@@ -111,21 +111,43 @@ def implied(batch: Any) -> list[Any]:
     return sizes
 
 
+def is_window(batch: Any) -> bool:
+    """Whether ``batch``'s stored rows are a window of a larger data set: the legacy
+    ``in_memory_size`` keeps part of the data, ``update_shared_f`` refills it with new parts."""
+    storage = getattr(batch.tag, "minibatch_storage", None)
+    return storage is not None and (
+        storage.update_shared_f is not None or storage.in_memory_size is not None
+    )
+
+
 def check_agreement(batch: Any, sizes: list[Any], name: str) -> None:
-    """Refuse a ``total_size`` that would scale ``batch`` by anything but full / batch length."""
+    """Refuse a ``total_size`` that would scale ``batch`` by anything but full / batch length.
+
+    For a window (:func:`is_window`) a size larger than the stored length of a subsampled axis
+    is the population the window is drawn from, and is accepted.
+    """
     source, gathers = source_of(batch)
     stored = current_shape(source)
     subsampled = {axis for axis, _ in gathers}
+    window = is_window(batch)
     for axis, size in enumerate(sizes):
         if isinstance(size, Variable):
             continue
+        if axis in subsampled and window and size is not None and size > stored[axis]:
+            continue  # the population of a window
         if axis in subsampled and size != stored[axis]:
             found = "no entry (None)" if size is None else size
             raise ValueError(
                 f"total_size of observed variable {name!r} gives {found} for axis {axis}, but "
                 f"the minibatch {batch.name!r} draws that axis from {stored[axis]} stored "
                 "entries. Omit total_size to scale by the stored length, or wrap the value in "
-                "mb.as_given(...) if the difference is meant."
+                "mb.as_given(...) if the difference is meant"
+                + (
+                    " (a window's population must be at least the window)."
+                    if window
+                    else "; for a window of a larger data set, build the Minibatch with "
+                    "in_memory_size or update_shared_f."
+                )
             )
         if axis not in subsampled and size is not None and size != stored[axis]:
             raise ValueError(
