@@ -17,7 +17,7 @@ from pymc.variational.minibatch_rv import get_scaling as pymc_get_scaling
 
 import minibatch as mb
 from minibatch import _compat, _upstream
-from minibatch._upstream import backends, scaling, scan, seeding
+from minibatch._upstream import backends, scaling, scan, seeding, stein
 
 N, COLS, BATCH = 400, 10, 50
 
@@ -69,6 +69,7 @@ def test_probes_find_the_defects_of_both_supported_versions():
     assert scan.repeats_present()
     assert seeding.update_rngs_unseeded()
     assert seeding.particles_use_global_state()
+    assert stein.present()
 
 
 def test_version_gates_are_the_measured_ones():

@@ -26,7 +26,7 @@ happens at import time and no installed file is touched.
 
 from __future__ import annotations
 
-from minibatch._upstream import backends, jax_rngs, scaling, scan, seeding
+from minibatch._upstream import backends, jax_rngs, scaling, scan, seeding, stein
 
 
 def install() -> None:
@@ -36,3 +36,4 @@ def install() -> None:
     seeding.install()
     backends.install()
     jax_rngs.install()
+    stein.install()
