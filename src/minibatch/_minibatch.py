@@ -124,6 +124,18 @@ class Minibatch(BatchVariable):
             raise TypeError("Minibatch needs at least one dataset: Minibatch(data, batch_size=...)")
         # otherwise __new__ built this batch already
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled (say in a fresh process): install what building a minibatch installs."""
+        self.__dict__.update(state)
+        install()
+
+
+def install() -> None:
+    """The workarounds, the model hooks and the guards that minibatch models rely on."""
+    _upstream.install()
+    _observed.install()
+    _guards.install()
+
 
 def build(
     *data: Any,
@@ -141,9 +153,7 @@ def build(
     positional = len(data) < given
     if not data:
         raise TypeError("Minibatch needs at least one dataset: Minibatch(data, batch_size=...)")
-    _upstream.install()
-    _observed.install()
-    _guards.install()
+    install()
     seed = None if random_seed is _UNSET else random_seed
     spec = 128 if batch_size is _UNSET else batch_size
     ndim = _rank(data[0])
