@@ -166,6 +166,19 @@ def _given(data: Mapping[Any, Any], memo: Mapping[Variable, Variable]) -> dict[V
                 f"new data for {batch.name!r} must have rank {batch.ndim}; got shape "
                 f"{np.shape(value)}"
             )
+        fixed = [
+            (axis, n)
+            for axis, n in enumerate(batch.type.shape)
+            if n is not None and axis != node.op.axis
+        ]
+        if any(new.type.shape[axis] != n for axis, n in fixed):
+            expected = tuple(
+                "any" if axis == node.op.axis else n for axis, n in enumerate(batch.type.shape)
+            )
+            raise ValueError(
+                f"new data for {batch.name!r} has shape {np.shape(value)}; expected {expected} "
+                "(only the subsampled axis may change length)"
+            )
         given[memo[batch]] = new
     return given
 
