@@ -136,3 +136,15 @@ def test_float32_stays_float32_under_floatx32(rows):
         xb = mb.Minibatch(rows, batch_size=2)
         assert xb.dtype == "float32"
         assert pm.draw(xb, random_seed=0).dtype == np.float32
+
+
+def test_axes_beyond_an_int32_index_are_refused_under_float32():
+    """2**31 rows cost nothing here: a broadcast view in a shared variable."""
+    huge = pytensor.shared(np.broadcast_to(np.zeros(1, dtype=bool), (2**31,)), borrow=True)
+    refused = pytest.raises(ValueError, match=r"data argument 0 has 2147483648 entries.*int32")
+    with pytensor.config.change_flags(floatX="float32"), refused:
+        mb.Minibatch(huge, batch_size=10)
+    from minibatch._gather import source_of
+
+    ((_, index),) = source_of(mb.Minibatch(huge, batch_size=10))[1]  # under float64: built
+    assert index.dtype == "int64" and index.type.shape == (10,)

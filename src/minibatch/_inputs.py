@@ -237,3 +237,26 @@ def check_lengths(tensors: Sequence[TensorVariable], axes: Sequence[int] = (0,))
                     f"subsampled axis (shapes: {', '.join(map(str, shapes))})."
                 )
     return shapes
+
+
+# pytensor's JAX backend runs without 64-bit integers when floatX is float32 (it sets JAX's
+# x64 flag from floatX), and an index into a longer axis would wrap around silently.
+INT32_MAX = 2**31 - 1
+
+
+def check_index_range(shapes: Sequence[tuple], axes: Sequence[int]) -> None:
+    """Refuse subsampled axes longer than an int32 index reaches while floatX is float32.
+
+    >>> check_index_range([(2**31, 3)], [0])  # floatX is float64 here: int64 indices
+    """
+    if pytensor.config.floatX != "float32":
+        return
+    for axis in axes:
+        n = shapes[0][axis]
+        if n > INT32_MAX:
+            raise ValueError(
+                f"data argument 0 has {n} entries along subsampled axis {axis}, more than an "
+                "int32 index holds; with floatX=float32, pytensor's JAX backend runs without "
+                "64-bit integers and would wrap the index around. Use floatX=float64 for data "
+                "this long."
+            )

@@ -10,7 +10,7 @@ import numpy as np
 from minibatch import _guards, _observed, _upstream
 from minibatch._gather import gather
 from minibatch._index import add_user, index_for
-from minibatch._inputs import as_data_tensor, check_lengths
+from minibatch._inputs import as_data_tensor, check_index_range, check_lengths
 from minibatch._spec import is_spec_entry, parse_spec
 from minibatch._variable import BatchVariable, Storage, attach_storage
 
@@ -168,6 +168,7 @@ def build(
         for i, d in enumerate(data)
     ]
     shapes = check_lengths(tensors, open_axes)
+    check_index_range(shapes, open_axes)
     batches: list[Any] = tensors
     indices = [index_for(tensors[0], shapes[0][a.axis], a.size, a.seed, a.axis) for a in axes]
     for ax, index in zip(axes, indices, strict=True):
