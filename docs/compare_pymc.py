@@ -29,20 +29,23 @@ def outcome(fn) -> str:  # type: ignore[no-untyped-def]
         return f"{type(exc).__name__}: {first_line[:70]}"
 
 
-def advi_tuple_total_size(make):  # type: ignore[no-untyped-def]
+def column_model(make, total_size):  # type: ignore[no-untyped-def]
+    """``x ~ N(mu, 1)`` with ``mu ~ N(0, 1)`` per column, observed through ``make(DATA)``."""
     xb = make(DATA, batch_size=50)
-    with pm.Model():
+    with pm.Model() as model:
         mu = pm.Normal("mu", 0, 1, shape=10)
-        pm.Normal("x", mu, 1, observed=xb, total_size=DATA.shape)
+        pm.Normal("x", mu, 1, observed=xb, total_size=total_size)
+    return model
+
+
+def advi_tuple_total_size(make):  # type: ignore[no-untyped-def]
+    with column_model(make, DATA.shape):
         approx = pm.fit(20, progressbar=False, random_seed=0)
     return f"loss {approx.hist[-1]:.4g}"
 
 
 def normalising_constant_int_rank2(make):  # type: ignore[no-untyped-def]
-    xb = make(DATA, batch_size=50)
-    with pm.Model():
-        mu = pm.Normal("mu", 0, 1, shape=10)
-        pm.Normal("x", mu, 1, observed=xb, total_size=400)
+    with column_model(make, 400):
         const = pm.ADVI().approx.symbolic_normalizing_constant.eval()
     return f"{float(const):g} (N/batch = 8)"
 
@@ -70,36 +73,24 @@ def mismatched_lengths(make):  # type: ignore[no-untyped-def]
 
 
 def obj_n_mc_3(make):  # type: ignore[no-untyped-def]
-    xb = make(DATA, batch_size=50)
-    with pm.Model():
-        mu = pm.Normal("mu", 0, 1, shape=10)
-        pm.Normal("x", mu, 1, observed=xb, total_size=400)
+    with column_model(make, 400):
         approx = pm.fit(20, obj_n_mc=3, progressbar=False, random_seed=0)
     return f"loss {approx.hist[-1]:.4g}"
 
 
 def short_total_size_tuple(make):  # type: ignore[no-untyped-def]
-    xb = make(DATA, batch_size=50)
-    with pm.Model() as model:
-        mu = pm.Normal("mu", 0, 1, shape=10)
-        pm.Normal("x", mu, 1, observed=xb, total_size=(400,))
+    model = column_model(make, (400,))
     return f"logp {model.compile_logp()({'mu': np.zeros(10)}):.4g}"
 
 
 def svgd(make):  # type: ignore[no-untyped-def]
-    xb = make(DATA, batch_size=50)
-    with pm.Model():
-        mu = pm.Normal("mu", 0, 1, shape=10)
-        pm.Normal("x", mu, 1, observed=xb, total_size=400)
+    with column_model(make, 400):
         approx = pm.fit(20, method="svgd", progressbar=False, random_seed=0)
     return f"{approx.histogram.get_value().shape[0]} particles"
 
 
 def jax_prior_predictive(make):  # type: ignore[no-untyped-def]
-    xb = make(DATA, batch_size=50)
-    with pm.Model():
-        mu = pm.Normal("mu", 0, 1, shape=10)
-        pm.Normal("x", mu, 1, observed=xb, total_size=400)
+    with column_model(make, 400):
         prior = pm.sample_prior_predictive(3, random_seed=0, compile_kwargs=dict(mode="JAX"))
     return prior.prior_predictive["x"].shape
 
