@@ -13,7 +13,6 @@ that PyMC's check sees as new data: those deterministics are recomputed from the
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -134,8 +133,7 @@ def log_likelihood(idata: Any, model: Model | None = None, **kwargs: Any) -> Any
     """
     from pymc.stats.log_density import compute_log_likelihood
 
-    compute = inspect.unwrap(compute_log_likelihood)  # the guarded one refuses minibatches
-    return compute(idata, model=full_data_model(modelcontext(model)), **kwargs)
+    return compute_log_likelihood(idata, model=full_data_model(modelcontext(model)), **kwargs)
 
 
 def _follow(var: Variable, replacements: Mapping[Variable, Variable]) -> Variable:
