@@ -29,8 +29,8 @@ Layers, each importing only those before it (``tests/test_layers.py``)
 ``_compat`` (what differs between pymc 5.28 / pytensor 2.38 and pymc 6.4 / pytensor 3.3),
 ``_ops`` (the Op base), ``_storage`` and ``_inputs`` (data), ``_spec``, ``_numba_index`` and
 ``_index`` (the index), ``_gather``, ``_variable`` (the batch's legacy attributes), ``_derived``,
-``_total_size`` and ``_observed`` (model hooks), ``_upstream`` (workarounds), ``_minibatch``
-(the public ``Minibatch``) and ``_predict``.
+``_total_size``, ``_pairing`` and ``_observed`` (model hooks), ``_upstream`` (workarounds),
+``_guards``, ``_minibatch`` (the public ``Minibatch``) and ``_predict``.
 
 Where later features plug in
 ----------------------------
@@ -46,6 +46,7 @@ Where later features plug in
 
 from minibatch._minibatch import Minibatch, align_minibatches
 from minibatch._observed import as_given
+from minibatch._pairing import UnpairedMinibatchWarning
 from minibatch._predict import full_data_model, log_likelihood
 from minibatch._total_size import TotalSizeWarning
 
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Minibatch",
     "TotalSizeWarning",
+    "UnpairedMinibatchWarning",
     "__version__",
     "align_minibatches",
     "as_given",

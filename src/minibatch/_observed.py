@@ -36,6 +36,7 @@ from minibatch._derived import derive, is_batch
 from minibatch._gather import source_of
 from minibatch._inputs import current_value
 from minibatch._ops import is_ours
+from minibatch._pairing import check_pairing
 from minibatch._total_size import (
     AsGiven,
     TotalSizeWarning,
@@ -139,6 +140,7 @@ def registering_total_size(register: Any) -> Any:
                 total_size = total_size.total_size
             return register(self, rv_var, name, observed=observed, total_size=total_size, **kw)
         observed, total_size = resolve(observed, total_size, name)
+        check_pairing(rv_var, observed, name)
         with warnings.catch_warnings():
             if isinstance(observed, Variable) and any(
                 is_ours(v.owner) for v in ancestors([observed])
