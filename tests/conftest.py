@@ -41,3 +41,23 @@ def rows() -> np.ndarray:
     """A 12x3 float array whose row i holds i, 100 + i, 200 + i: any column tells the row."""
     i = np.arange(12.0)[:, None]
     return i + np.array([0.0, 100.0, 200.0])
+
+
+@pytest.fixture
+def nuts_draws():
+    """NUTS draws of one variable of the model in context: 2 chains x 1000, on one core."""
+    import pymc as pm
+
+    def draw(name: str, seed: int, tune: int = 1000) -> np.ndarray:
+        idata = pm.sample(
+            1000,
+            tune=tune,
+            chains=2,
+            cores=1,
+            random_seed=seed,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+        return idata.posterior[name].values.ravel()
+
+    return draw

@@ -58,20 +58,11 @@ def test_models_without_minibatches_are_not_refused(conjugate):
     assert idata.posterior["mu"].shape == (1, 20)
 
 
-def test_the_full_data_model_samples_the_exact_posterior(conjugate):
+def test_the_full_data_model_samples_the_exact_posterior(conjugate, nuts_draws):
     """NUTS, 2 chains x 1000 draws (ESS >= ~800): the mean within 0.15 posterior sd (over 4 MC
     standard errors) and the sd within 10 % (over 3 of its standard errors)."""
     model = model_of(conjugate)
     with mb.full_data_model(model):
-        idata = pm.sample(
-            draws=1000,
-            tune=500,
-            chains=2,
-            cores=1,
-            random_seed=7,
-            progressbar=False,
-            compute_convergence_checks=False,
-        )
-    draws = idata.posterior["mu"].values.ravel()
+        draws = nuts_draws("mu", seed=7, tune=500)
     assert abs(draws.mean() - conjugate.post_mean) < 0.15 * conjugate.post_sd
     assert abs(draws.std() - conjugate.post_sd) < 0.10 * conjugate.post_sd

@@ -101,20 +101,11 @@ def _slope(model, **fit):
 
 
 @pytest.mark.slow
-def test_one_call_fits_the_slope_of_nuts_and_separate_calls_do_not(radon):
+def test_one_call_fits_the_slope_of_nuts_and_separate_calls_do_not(radon, nuts_draws):
     """NUTS on the full data is the reference; tolerance 2 of its posterior sds (ADVI's mean-field
     mean plus the SGD noise of a constant learning rate)."""
     with model_of(*radon, total_size=None):
-        idata = pm.sample(
-            1000,
-            tune=1000,
-            chains=2,
-            cores=1,
-            random_seed=5,
-            progressbar=False,
-            compute_convergence_checks=False,
-        )
-    draws = idata.posterior["b"].values.ravel()
+        draws = nuts_draws("b", seed=5)
     nuts, sd = float(draws.mean()), float(draws.std())
     one_call = _slope(model_of(*mb.Minibatch(*radon, batch_size=100)))
     with pytest.warns(mb.UnpairedMinibatchWarning):
