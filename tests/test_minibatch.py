@@ -225,6 +225,8 @@ def test_fits_in_two_threads_do_not_share_index_state(conjugate):
         thread.start()
     for thread in threads:
         thread.join()
+    # the same batches give the same losses; two threads may only change the last bit of a sum
+    # (floating-point reduction order), while another index stream changes them by whole units
     for seed in (1, 2):
-        np.testing.assert_array_equal(together[seed], alone[seed])
-    assert not np.array_equal(alone[1], alone[2])
+        np.testing.assert_allclose(together[seed], alone[seed], rtol=1e-12)
+    assert np.abs(alone[1] - alone[2]).max() > 1.0
