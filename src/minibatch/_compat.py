@@ -74,3 +74,24 @@ def set_default_update(shared: SharedVariable, update: Any) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _DEFAULT_UPDATE_DEPRECATION, DeprecationWarning)
         shared.default_update = update
+
+
+def _installed(distribution: str) -> tuple[int, ...] | None:
+    """The installed release of ``distribution``, read from its metadata without importing it.
+
+    >>> _installed("numpy") >= (1, 26), _installed("no-such-distribution-here")
+    (True, None)
+    """
+    from importlib import metadata
+
+    try:
+        return _release(metadata.version(distribution))
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# zarr 3.2.0 added the array config ``read_missing_chunks`` (zarr-python#3748): with False, a
+# read of a chunk missing from the store raises ``ChunkNotFoundError`` instead of returning the
+# fill value. zarr 3.1 has no such option. Read from metadata: zarr is optional, imported lazily.
+ZARR_VERSION = _installed("zarr")
+ZARR_READ_MISSING_CHUNKS = ZARR_VERSION is not None and ZARR_VERSION >= (3, 2)
