@@ -30,7 +30,10 @@ Layers, each importing only those before it (``tests/test_layers.py``)
 ``_ops`` (the Op base), ``_storage`` and ``_inputs`` (data), ``_spec``, ``_numba_index`` and
 ``_index`` (the index), ``_gather``, ``_variable`` (the batch's legacy attributes), ``_derived``,
 ``_total_size``, ``_pairing`` and ``_observed`` (model hooks), ``_upstream`` (workarounds),
-``_guards``, ``_minibatch`` (the public ``Minibatch``) and ``_predict``.
+``_guards``, ``_minibatch`` (the public ``Minibatch``) and ``_predict``.  Streaming out-of-core
+data adds ``_sources`` (reading rows of memmaps, Zarr, HDF5, Parquet, Dask), ``_window`` (which
+rows a window holds), ``_stream`` (the windows and their reader thread) and ``_streamfit``
+(driving them inside ``pm.fit``).
 
 Where later features plug in
 ----------------------------
@@ -48,17 +51,22 @@ from minibatch._minibatch import Minibatch, align_minibatches
 from minibatch._observed import as_given
 from minibatch._pairing import UnpairedMinibatchWarning
 from minibatch._predict import full_data_model, log_likelihood
+from minibatch._sources import SourceError, parquet
+from minibatch._streamfit import WindowRefresh
 from minibatch._total_size import TotalSizeWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Minibatch",
+    "SourceError",
     "TotalSizeWarning",
     "UnpairedMinibatchWarning",
+    "WindowRefresh",
     "__version__",
     "align_minibatches",
     "as_given",
     "full_data_model",
     "log_likelihood",
+    "parquet",
 ]

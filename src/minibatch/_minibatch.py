@@ -6,13 +6,17 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pytensor
 
-from minibatch import _guards, _observed, _upstream
+from minibatch import _guards, _observed, _streamfit, _upstream
 from minibatch._gather import gather
-from minibatch._index import add_user, index_for
+from minibatch._index import add_user, draw_index, index_for, new_rng
 from minibatch._inputs import as_data_tensor, check_index_range, check_lengths
+from minibatch._sources import is_out_of_core, open_source
 from minibatch._spec import is_spec_entry, parse_spec
+from minibatch._stream import DEFAULT_TIMEOUT, Stream
 from minibatch._variable import BatchVariable, Storage, attach_storage
+from minibatch._window import DEFAULT_WINDOW
 
 _UNSET: Any = object()
 
@@ -29,11 +33,14 @@ class Minibatch(BatchVariable):
 
     Parameters
     ----------
-    *data : array_like or TensorVariable
+    *data : array_like, TensorVariable or out-of-core source
         One or more datasets with equal lengths along every subsampled axis: numpy arrays,
         nested lists, pandas objects, pytensor constants or shared variables, ``pm.Data``.
         Floating-point data becomes ``floatX``; integer data keeps its dtype.  Array data is
-        copied once into a shared variable (``batch.shared``).
+        copied once into a shared variable (``batch.shared``).  Data bigger than memory is
+        streamed instead (see ``window``): numpy memmaps, Zarr arrays, h5py datasets, Dask
+        arrays, and Parquet files or directories (a path, or :func:`minibatch.parquet` to
+        choose columns); in-memory arrays may join them in one call.
     batch_size : int or list, default 128
         An int subsamples the leading axis.  A list has one entry per leading axis: an int, a
         ``(size, seed)`` pair, ``None`` (keep the axis whole) or one ``Ellipsis`` (keep the axes
@@ -54,6 +61,18 @@ class Minibatch(BatchVariable):
         Returns new data for ``batch.update_shared()``.
     in_memory_size : int or list of int | slice | Ellipsis, optional
         Keep only this part of the data (and of every refill) in memory.
+    window : int or str, optional
+        Stream the data through a window of this many rows, or bytes (``"64MiB"``, for all
+        datasets of the call together); default ``"128MiB"`` for out-of-core sources.  Each
+        window is a random run of the sources' chunks in random order, so every row has the
+        same chance to be in it, and ``total_size`` is the sources' full length.  ``pm.fit``
+        reads the next window in a background thread and swaps it in by itself; about two
+        windows are in memory at a time.  See ``docs/streaming.md``.
+    steps_per_window : int, optional
+        Fit steps between window swaps; by default ``ceil(window rows / batch_size)``.
+    timeout : float, default 300
+        Seconds a fit waits for the next window before it stops with
+        :class:`minibatch.SourceError`.
 
     Returns
     -------
@@ -135,6 +154,7 @@ def install() -> None:
     _upstream.install()
     _observed.install()
     _guards.install()
+    _streamfit.install()
 
 
 def build(
@@ -146,6 +166,9 @@ def build(
     random_seed: Any = _UNSET,
     update_shared_f: Any = None,
     in_memory_size: Any = None,
+    window: Any = None,
+    steps_per_window: Any = None,
+    timeout: Any = DEFAULT_TIMEOUT,
 ) -> Minibatch | tuple[Minibatch, ...]:
     """Build the batches of ``Minibatch(*data, ...)``; the parameters are documented there."""
     given = len(data)
@@ -161,16 +184,36 @@ def build(
     open_axes = [a.axis for a in axes]
     legacy = positional or isinstance(spec, list | tuple) or dtype is not None
     legacy |= any(v is not None for v in (broadcastable, update_shared_f, in_memory_size))
-    tensors = [
-        as_data_tensor(
-            d, f"data argument {i}", open_axes, dtype, in_memory_size, broadcastable, legacy
+    stream = None
+    tensors: list[Any]
+    if window is not None or any(is_out_of_core(d) for d in data):
+        _check_streamable(
+            axes,
+            legacy=positional or isinstance(spec, list | tuple),
+            options={
+                "broadcastable": broadcastable,
+                "update_shared_f": update_shared_f,
+                "in_memory_size": in_memory_size,
+            },
         )
-        for i, d in enumerate(data)
-    ]
+        stream = _stream(data, axes[0].size, dtype, window, steps_per_window, timeout, seed)
+        tensors = list(stream.tensors(open_axes))
+    else:
+        tensors = [
+            as_data_tensor(
+                d, f"data argument {i}", open_axes, dtype, in_memory_size, broadcastable, legacy
+            )
+            for i, d in enumerate(data)
+        ]
     shapes = check_lengths(tensors, open_axes)
     check_index_range(shapes, open_axes)
     batches: list[Any] = tensors
-    indices = [index_for(tensors[0], shapes[0][a.axis], a.size, a.seed, a.axis) for a in axes]
+    indices = [
+        _streamed_index(stream, tensors[0], a.size, a.seed)
+        if stream is not None and a.axis == 0
+        else index_for(tensors[0], shapes[0][a.axis], a.size, a.seed, a.axis)
+        for a in axes
+    ]
     for ax, index in zip(axes, indices, strict=True):
         batches = gather(index, batches, ax.axis)
     storage = Storage(update_shared_f, in_memory_size)
@@ -181,6 +224,61 @@ def build(
         for index in indices:
             add_user(index, batch)
     return batches[0] if len(batches) == 1 else tuple(batches)
+
+
+def _stream(
+    data: tuple, batch_size: int, dtype: Any, window: Any, steps: Any, timeout: Any, seed: Any
+) -> Stream:
+    """The stream of a call whose data are (or include) out-of-core sources."""
+    sources = [open_source(d, f"data argument {i}") for i, d in enumerate(data)]
+    for i, source in enumerate(sources[1:], start=1):
+        if source.shape[0] != sources[0].shape[0]:
+            raise ValueError(
+                f"data argument {i} ({source.describe()}) has {source.shape[0]} rows but "
+                f"argument 0 ({sources[0].describe()}) has {sources[0].shape[0]}; every dataset "
+                "of one Minibatch must have the same number of rows."
+            )
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1
+    ):
+        raise ValueError(f"steps_per_window must be a positive int or None; got {steps!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
+    dtypes = [
+        dtype or (pytensor.config.floatX if s.dtype.kind == "f" else s.dtype) for s in sources
+    ]
+    return Stream(
+        sources,
+        dtypes,
+        DEFAULT_WINDOW if window is None else window,
+        batch_size,
+        None if steps is None else int(steps),
+        timeout,
+        seed,
+    )
+
+
+def _streamed_index(stream: Stream, data: Any, size: int, seed: Any) -> Any:
+    """The row index of a streamed call: never shared with another call (it draws positions in
+    this stream's window), its generator known to the stream (which seeds windows from it)."""
+    stream.index_rng = new_rng(seed)
+    return draw_index(data, size, stream.index_rng, 0)
+
+
+def _check_streamable(axes: list, legacy: bool, options: dict[str, Any]) -> None:
+    """Refuse what a streamed minibatch cannot honour, naming the argument."""
+    for name, value in options.items():
+        if value is not None:
+            raise TypeError(
+                f"{name} is a legacy option for in-memory data; a streamed Minibatch (an "
+                "out-of-core source, or window=...) reads its windows itself. Drop "
+                f"{name}=..., or load the data into memory first."
+            )
+    if axes[0].axis != 0:
+        raise ValueError(
+            "a streamed Minibatch reads windows of rows, so batch_size must subsample the "
+            f"first axis; this spec leaves it whole (first subsampled axis: {axes[0].axis})"
+        )
 
 
 def _split_positional_batch_size(data: tuple, batch_size: Any) -> tuple[tuple, Any]:

@@ -27,8 +27,11 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.graph.basic import Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import clone_replace
+from pytensor.scalar import Cast
+from pytensor.tensor.elemwise import Elemwise
 
 from minibatch._gather import MinibatchGatherOp
+from minibatch._stream import stream_of
 
 
 class NewData(OpFromGraph):
@@ -84,7 +87,7 @@ def full_data_model(model: Model | None = None, data: Mapping[Any, Any] | None =
     """
     model = modelcontext(model)
     fgraph, memo = fgraph_from_model(model)
-    given = _given(data or {}, memo)
+    given = _with_cast_twins(fgraph, _given(data or {}, memo))
     marker = pytensor.shared(np.int8(0))
     unscaled: dict[Variable, Variable] = {}
     replacements: dict[Variable, Variable] = {}
@@ -93,6 +96,8 @@ def full_data_model(model: Model | None = None, data: Mapping[Any, Any] | None =
             unscaled[node.outputs[0]] = node.inputs[0]
         elif isinstance(node.op, MinibatchGatherOp):
             for out, source in zip(node.outputs[1:], node.inputs[1:], strict=True):
+                if out not in given and fgraph.clients.get(out):
+                    _refuse_streamed(source, out)
                 replacements[out] = given.get(out, source)
         elif isinstance(node.op, MinibatchOp):
             replacements.update(zip(node.outputs, node.inputs, strict=False))
@@ -134,6 +139,50 @@ def log_likelihood(idata: Any, model: Model | None = None, **kwargs: Any) -> Any
     from pymc.stats.log_density import compute_log_likelihood
 
     return compute_log_likelihood(idata, model=full_data_model(modelcontext(model)), **kwargs)
+
+
+def _uncast(var: Variable) -> Variable:
+    while var.owner is not None and isinstance(var.owner.op, Elemwise):
+        if not isinstance(var.owner.op.scalar_op, Cast):
+            break
+        var = var.owner.inputs[0]
+    return var
+
+
+def _with_cast_twins(fgraph: FunctionGraph, given: dict[Variable, Any]) -> dict[Variable, Any]:
+    """``given`` plus new data for the twins of given batches: the same index gathering a cast
+    of the same data (PyMC casts integer observed data, and the cast is pushed below the
+    gather), so the observed value follows the new data too."""
+    gathers = [n for n in fgraph.apply_nodes if isinstance(n.op, MinibatchGatherOp)]
+    by_base = {
+        (node.inputs[0], _uncast(source)): given[out]
+        for node in gathers
+        for out, source in zip(node.outputs[1:], node.inputs[1:], strict=True)
+        if out in given
+    }
+    twins = dict(given)
+    for node in gathers:
+        for out, source in zip(node.outputs[1:], node.inputs[1:], strict=True):
+            new = by_base.get((node.inputs[0], _uncast(source)))
+            if out not in twins and new is not None:
+                twins[out] = pt.cast(new, out.type.dtype)
+    return twins
+
+
+def _refuse_streamed(source: Variable, batch: Variable) -> None:
+    """A streamed batch has no full data in memory: say how to predict chunk by chunk."""
+    stream = stream_of(_uncast(source))
+    if stream is None or stream.static:  # a window of all rows is the full data
+        return
+    raise ValueError(
+        f"minibatch {batch.name!r} streams {stream.describe()}; its full-data model would "
+        "load the whole source into memory, which full_data_model never does silently. "
+        "Predict chunk by chunk instead: for each range of rows a:b, build "
+        "mb.full_data_model(model, {batch: source[a:b], ...}) with every batch of that "
+        "Minibatch call given its rows a:b, run pm.sample_posterior_predictive or "
+        "pm.compute_log_likelihood on it, and write each chunk's result out (for example "
+        "to a Zarr array) before reading the next; docs/streaming.md shows the loop."
+    )
 
 
 def _follow(var: Variable, replacements: Mapping[Variable, Variable]) -> Variable:

@@ -105,10 +105,19 @@ def implied(batch: Any) -> list[Any]:
     ``set_value`` rescales the density from the next evaluation on.
     """
     source, gathers = source_of(batch)
+    rows = streamed_rows(source)
     sizes: list[Any] = [None] * batch.ndim
     for axis, _ in gathers:
-        sizes[axis] = source.shape[axis]
+        sizes[axis] = rows if axis == 0 and rows is not None else source.shape[axis]
     return sizes
+
+
+def streamed_rows(source: Any) -> int | None:
+    """The full number of rows of a streamed source whose window ``source`` holds, else None.
+
+    A streamed minibatch is scaled by its source's length, never by its window's.
+    """
+    return getattr(getattr(source, "tag", None), "minibatch_rows", None)
 
 
 def is_window(batch: Any) -> bool:
@@ -128,6 +137,9 @@ def check_agreement(batch: Any, sizes: list[Any], name: str) -> None:
     """
     source, gathers = source_of(batch)
     stored = current_shape(source)
+    rows = streamed_rows(source)
+    if rows is not None:  # a streamed source: its own length, not its window's
+        stored = (rows, *stored[1:])
     subsampled = {axis for axis, _ in gathers}
     window = is_window(batch)
     for axis, size in enumerate(sizes):
@@ -139,8 +151,14 @@ def check_agreement(batch: Any, sizes: list[Any], name: str) -> None:
             found = "no entry (None)" if size is None else size
             raise ValueError(
                 f"total_size of observed variable {name!r} gives {found} for axis {axis}, but "
-                f"the minibatch {batch.name!r} draws that axis from {stored[axis]} stored "
-                "entries. Omit total_size to scale by the stored length, or wrap the value in "
+                f"the minibatch {batch.name!r} draws that axis from {stored[axis]} "
+                + (
+                    f"rows of its source (streamed through a window of "
+                    f"{current_shape(source)[0]} rows; total_size is the source's length). "
+                    if rows is not None and axis == 0
+                    else "stored entries. "
+                )
+                + "Omit total_size to scale by the stored length, or wrap the value in "
                 "mb.as_given(...) if the difference is meant"
                 + (
                     " (a window's population must be at least the window)."

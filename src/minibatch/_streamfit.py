@@ -1,0 +1,84 @@
+"""Streamed minibatches inside ``pm.fit``: windows refreshed with nothing for the user to do.
+
+PyMC's ``Inference.fit`` and ``Inference.refine`` both run their steps in
+``Inference._iterate_with_loss`` / ``_iterate_without_loss``, called once the step function is
+compiled (so ``pm.fit(random_seed=...)`` has reseeded the index generators).  Both are wrapped
+(installed with the first streamed ``Minibatch``): when the compiled step function reads the
+window of a stream, the stream is started before the first step, a :class:`WindowRefresh`
+callback is appended to the fit's callbacks for the run, and the reader is stopped when the
+run ends, however it ends.
+
+A reader that fails stops the fit with its :class:`~minibatch.SourceError`, whose ``approx``
+attribute holds the approximation fitted so far (``err.approx.sample(...)`` still works).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from pymc.variational.inference import Inference
+
+from minibatch._sources import SourceError
+from minibatch._stream import Stream, stream_of
+from minibatch._upstream._patch import patch
+
+
+class WindowRefresh:
+    """The callback that swaps each stream's next window in (``callback(approx, losses, i)``).
+
+    ``pm.fit`` adds it by itself; it is public for loops that call a compiled step function
+    directly: call it once after each step.
+    """
+
+    def __init__(self, streams: Sequence[Stream]) -> None:
+        self.streams = list(streams)
+
+    def __call__(self, approx: Any, losses: Any = None, i: int | None = None) -> None:
+        for stream in self.streams:
+            try:
+                stream.after_step()
+            except SourceError as err:
+                err.approx = approx  # type: ignore[attr-defined]
+                err.add_note("The fit stopped here; the approximation fitted so far is err.approx.")
+                raise
+
+
+def streams_in(function: Any) -> list[Stream]:
+    """The streams whose windows a compiled pytensor function reads."""
+    maker = getattr(function, "maker", None)
+    found: dict[int, Stream] = {}
+    for given in getattr(maker, "inputs", ()):
+        stream = stream_of(getattr(given, "variable", None))
+        if stream is not None:
+            found[id(stream)] = stream
+    return list(found.values())
+
+
+def streaming(iterate: Any) -> Any:
+    """Wrap ``Inference._iterate_with_loss`` (or ``_without_loss``) to drive the streams."""
+
+    @functools.wraps(iterate)
+    def wrapper(self: Inference, s: int, n: int, step_func: Any, *args: Any, **kwargs: Any) -> Any:
+        streams = streams_in(step_func)
+        if not streams:
+            return iterate(self, s, n, step_func, *args, **kwargs)
+        *rest, callbacks = args
+        refresh = WindowRefresh(streams)
+        try:
+            for stream in streams:
+                stream.begin(fresh=s == 0)
+            state = iterate(self, s, n, step_func, *rest, [*callbacks, refresh], **kwargs)
+        finally:
+            for stream in streams:
+                stream.end()
+        return state._replace(callbacks=callbacks)
+
+    return wrapper
+
+
+def install() -> None:
+    """Wrap both iteration loops of PyMC's ``Inference`` (idempotent)."""
+    patch(Inference, "_iterate_with_loss", streaming)
+    patch(Inference, "_iterate_without_loss", streaming)
