@@ -152,3 +152,17 @@ def test_compute_log_likelihood_on_a_minibatch_model_points_at_log_likelihood(co
         idata = pm.fit(50, random_seed=1, progressbar=False).sample(10, random_seed=2)
         with pytest.raises(ValueError, match=r"\['y'\].*mb\.log_likelihood\(idata, model\)"):
             pm.compute_log_likelihood(idata, progressbar=False)
+
+
+def test_new_data_reaches_an_integer_observed_value():
+    """PyMC casts integer observed data (the cast sits below the gather, in a twin gather of
+    the same index); new data for the batch must replace the observed value as well."""
+    x = np.arange(300.0)
+    y = np.arange(300)
+    xb, yb = mb.Minibatch(x, y, batch_size=10)
+    with pm.Model() as model:
+        w = pm.Normal("w", 0, 1)
+        pm.Normal("obs", w * xb, 1, observed=yb)
+    new = mb.full_data_model(model, {xb: x[:7], yb: y[:7] + 1})
+    assert new["obs"].eval().shape == (7,)
+    np.testing.assert_array_equal(new.rvs_to_values[new["obs"]].eval(), y[:7] + 1)
