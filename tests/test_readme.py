@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+import minibatch as mb
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -21,10 +25,36 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 
 def test_usage_example_runs():
-    (code,) = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)
+    code = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)[0]
     namespace: dict = {}
     exec(compile(code.replace("10_000", "2_000"), "README.md", "exec"), namespace)
     assert len(namespace["approx"].hist) == 2_000
+
+
+def test_out_of_core_example_runs(tmp_path, monkeypatch):
+    """The second example, on a 1,000,000-row memmap and Zarr store written here."""
+    import pymc as pm
+    import zarr
+
+    from minibatch._gather import source_of
+    from minibatch._stream import stream_of
+
+    code = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)[1]
+    monkeypatch.chdir(tmp_path)
+    n, rng = 1_000_000, np.random.default_rng(0)
+    x = np.lib.format.open_memmap("X.npy", mode="w+", dtype="float64", shape=(n, 3))
+    x[:] = rng.normal(size=(n, 3))
+    y = zarr.create_array(store="y.zarr", shape=(n,), chunks=(50_000,), dtype="float64")
+    y[:] = x @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=n)
+    x.flush()
+    del x
+    namespace: dict = {"np": np, "pm": pm, "zarr": zarr, "mb": mb}
+    exec(compile(code, "README.md", "exec"), namespace)
+    stream = stream_of(source_of(namespace["Xb"])[0])
+    assert stream.n_rows == n and stream.window_rows < n // 8
+    assert stream.windows > 10_000 // stream.steps_per_window
+    # posterior sds are ~0.001; 0.05 leaves room for the SGD noise only
+    np.testing.assert_allclose(namespace["approx"].mean.eval(), [1.0, -2.0, 0.5], atol=0.05)
 
 
 def test_comparison_table_is_what_the_script_prints():
