@@ -294,3 +294,20 @@ def test_nan_in_a_later_window_stops_the_fit(tmp_path):
     with pytest.raises(mb.SourceError, match="NaN entries in rows read"), pm.Model():
         pm.Normal("y", pm.Normal("mu", 0, 10), 2.0, observed=yb)
         pm.fit(2000, random_seed=1, progressbar=False)
+
+
+def test_a_loop_of_ones_own_refreshes_with_window_refresh(ids):
+    """No begin(): the first refresh starts the reader; close() stops it."""
+    x, y = ids
+    xb, yb = mb.Minibatch(x, y, batch_size=10, window=100, steps_per_window=2)
+    stream = _stream(xb)
+    draw = pm.compile([], [xb, yb], random_seed=3)
+    refresh = mb.WindowRefresh([stream])
+    seen = set()
+    for _ in range(40):
+        xv, yv = draw()
+        np.testing.assert_array_equal(xv[:, 0], yv)
+        seen.update(yv.tolist())
+        refresh(None)
+    refresh.close()
+    assert stream.windows >= 1 + 40 // 2 and len(seen) > 100

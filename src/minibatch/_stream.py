@@ -118,7 +118,8 @@ class Stream:
                 raise
             except Exception as err:
                 raise SourceError(f"reading a window of {source.describe()} failed: {err}") from err
-            if out.dtype.kind == "f" and np.isnan(out).any():
+            # a sum is NaN when a value is (or inf meets -inf): no temporary of the window's size
+            if out.dtype.kind == "f" and np.isnan(out.sum()) and np.isnan(out).any():
                 raise SourceError(
                     f"{source.label} ({source.describe()}) has NaN entries in rows read for a "
                     "window; a minibatch draws them as data. Drop or fill those rows in the "
@@ -155,9 +156,14 @@ class Stream:
         self._prefetch()
 
     def after_step(self) -> None:
-        """Count a step; every ``steps_per_window`` steps, swap in the next window."""
-        if self.static or self._next is None:
+        """Count a step; every ``steps_per_window`` steps, swap in the next window.
+
+        Outside ``pm.fit`` (a loop of one's own) the first call starts the reader.
+        """
+        if self.static:
             return
+        if self._next is None:
+            self.begin(fresh=False)
         self._steps += 1
         if self._steps % self.steps_per_window:
             return

@@ -29,7 +29,8 @@ class WindowRefresh:
     """The callback that swaps each stream's next window in (``callback(approx, losses, i)``).
 
     ``pm.fit`` adds it by itself; it is public for loops that call a compiled step function
-    directly: call it once after each step.
+    directly: call it once after each step (the first call starts the reader threads), and
+    :meth:`close` it after the loop.
     """
 
     def __init__(self, streams: Sequence[Stream]) -> None:
@@ -43,6 +44,11 @@ class WindowRefresh:
                 err.approx = approx  # type: ignore[attr-defined]
                 err.add_note("The fit stopped here; the approximation fitted so far is err.approx.")
                 raise
+
+    def close(self) -> None:
+        """Stop the reader threads (a later call starts them again)."""
+        for stream in self.streams:
+            stream.end()
 
 
 def streams_in(function: Any) -> list[Stream]:
