@@ -167,9 +167,10 @@ class Stream:
         self._steps += 1
         if self._steps % self.steps_per_window:
             return
-        start = time.perf_counter()
+        start, pending = time.perf_counter(), self._next
+        assert pending is not None  # begin() submitted it
         try:
-            arrays = self._next.result(timeout=self.timeout)
+            arrays = pending.result(timeout=self.timeout)
         except cf.TimeoutError:
             raise SourceError(
                 f"the next window of {self.describe()} was not read within {self.timeout:g} s "
