@@ -311,3 +311,21 @@ def test_a_loop_of_ones_own_refreshes_with_window_refresh(ids):
         refresh(None)
     refresh.close()
     assert stream.windows >= 1 + 40 // 2 and len(seen) > 100
+
+
+def test_two_window_buffers_serve_every_window(ids):
+    """The reader writes into the retired window: after the first swap no window is allocated,
+    and the windows still differ."""
+    x, y = ids
+    _, yb = mb.Minibatch(x, y, batch_size=10, window=100, steps_per_window=1)
+    stream, shared = _stream(yb), yb.shared
+    refresh = mb.WindowRefresh([stream])
+    addresses, windows = set(), []
+    for _ in range(30):
+        refresh(None)
+        value = shared.get_value(borrow=True)
+        addresses.add(value.ctypes.data)
+        windows.append(value.copy())
+    refresh.close()
+    assert len(addresses) == 2
+    assert len({w.tobytes() for w in windows}) == 30

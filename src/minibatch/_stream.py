@@ -5,9 +5,10 @@ One :class:`Stream` serves one ``Minibatch`` call: it holds one shared variable 
 each holding the same ``W`` rows (a window, see ``_window``), and the shared index draws the
 batch from those rows.  During a fit (``_streamfit`` drives it) a single reader thread reads
 the next window while the optimiser steps; every ``steps_per_window`` steps the new window
-replaces the old one with ``set_value`` (a pointer swap: the buffers are read into fresh,
-64-byte aligned arrays, so JAX uses them in place on a CPU).  Memory: about two windows (the
-one in use and the one being read) plus what a source's decoder holds for one chunk.
+replaces the old one with ``set_value`` (a pointer swap), and the retired window's buffers
+are where the reader writes the window after next: 64-byte aligned (JAX uses them in place on
+a CPU) and allocated once.  Memory: two windows (the one in use and the one being read) plus
+what a source's decoder holds for one chunk.
 
 The windows of a fit are reproducible: a fresh fit seeds the window generator from the index's
 own generator, which ``pm.fit(random_seed=...)`` has just reseeded, and reads its first window
@@ -87,6 +88,7 @@ class Stream:
         self.index_rng: SharedVariable | None = None
         self._executor: cf.ThreadPoolExecutor | None = None
         self._next: cf.Future | None = None
+        self._spare: list[np.ndarray] | None = None  # the retired window's buffers
         self._steps = 0
         self.windows = 0  # windows read so far
         self.read_seconds = 0.0  # time the reader spent reading them
@@ -105,13 +107,15 @@ class Stream:
             f"({self.window_bytes / 2**20:.1f} MiB)"
         )
 
-    def read(self) -> list[np.ndarray]:
-        """Read one window with the window generator: one aligned array per source."""
+    def read(self, into: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Read one window with the window generator: one aligned array per source, written
+        into the arrays ``into`` when given (the retired window's)."""
         ranges = plan(self.bounds, self.window_rows, self.rng)
         start = time.perf_counter()
         arrays = []
-        for source, dtype in zip(self.sources, self.dtypes, strict=True):
-            out = aligned_empty((self.window_rows, *source.shape[1:]), dtype)
+        for i, (source, dtype) in enumerate(zip(self.sources, self.dtypes, strict=True)):
+            shape = (self.window_rows, *source.shape[1:])
+            out = into[i] if into is not None else aligned_empty(shape, dtype)
             try:
                 source.read(ranges, out)
             except SourceError:
@@ -151,7 +155,7 @@ class Stream:
             if self.index_rng is not None:
                 state = copy.deepcopy(self.index_rng.get_value(borrow=True))
                 self.rng = np.random.default_rng(np.random.default_rng(state).integers(2**63))
-            self._swap(self.read())
+            self._swap(self.read(self._take_spare()))
         self._executor = cf.ThreadPoolExecutor(1, thread_name_prefix="minibatch-window")
         self._prefetch()
 
@@ -189,11 +193,22 @@ class Stream:
 
     def _prefetch(self) -> None:
         assert self._executor is not None
-        self._next = self._executor.submit(self.read)
+        self._next = self._executor.submit(self.read, self._take_spare())
+
+    def _take_spare(self) -> list[np.ndarray] | None:
+        spare, self._spare = self._spare, None
+        return spare
 
     def _swap(self, arrays: list[np.ndarray]) -> None:
+        """Put ``arrays`` in the shared variables; the retired window's arrays become the spare
+        that the next read fills: two windows in all, with no allocation per window.  Every
+        step that read the retired arrays has returned by then (a fit fetches each step's
+        loss or parameters before its callbacks run)."""
+        retired = [shared.get_value(borrow=True) for shared in self.shared]
         for shared, array in zip(self.shared, arrays, strict=True):
             shared.set_value(array, borrow=True)
+        if all(r.shape == a.shape and r.dtype == a.dtype for r, a in zip(retired, arrays)):
+            self._spare = retired
 
 
 def stream_of(var: Any) -> Stream | None:
