@@ -43,3 +43,49 @@ def test_float32_probe_reports_the_dtypes_of_the_data_path():
     with pytensor.config.change_flags(floatX="float32"):
         found = bench.float32_probe()
     assert found == {"floatX": "float32", "batch_dtypes": ["float32"]}
+
+
+STREAM = Path(__file__).parents[1] / "benchmarks" / "stream.py"
+
+
+def test_quick_stream_benchmark_prints_both_tables_with_measured_numbers(tmp_path, capsys):
+    import math
+
+    spec = importlib.util.spec_from_file_location("stream_bench", STREAM)
+    stream = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stream)
+    results = stream.main(["--quick", f"--data-dir={tmp_path}"])
+    out = capsys.readouterr().out
+    assert "## Peak memory" in out and "## Steps per second" in out
+    assert not list(tmp_path.iterdir()), "the data files are removed"
+
+    def positive(value):
+        return isinstance(value, float | int) and math.isfinite(value) and value > 0
+
+    memory = {row["kind"]: row for row in results["memory"]}
+    assert set(memory) == {"memmap", "zarr", "memory"}
+    for row in memory.values():
+        for key in ("source_mib", "disk_mib", "window_mib", "baseline_mib", "peak_mib"):
+            assert positive(row[key]), (row["kind"], key, row[key])
+        assert positive(row["growth_mib"]), (row["kind"], row["growth_mib"])
+        assert all(math.isfinite(v) for v in row["added"].values()), row["added"]
+    assert positive(memory["memmap"]["windows"]) and positive(memory["zarr"]["windows"])
+
+    steps = results["steps"]
+    calibration = steps["calibration"]
+    assert positive(calibration["mem_rate"])
+    assert all(positive(v) for v in calibration["alone"].values())
+    assert all(positive(v) for v in calibration["in_fit"].values())
+    assert all(positive(v) for v in calibration["large"].values())
+    names = [row["name"] for row in steps["rows"]]
+    assert names[0] == "memory" and {"memmap, default", "memmap, large"} <= set(names)
+    assert {"zarr, default", "zarr, large"} <= set(names)
+    for row in steps["rows"]:
+        assert positive(row["steps_per_s"]) and positive(row["ratio"]), row
+        if row["name"] == "memory":
+            continue
+        for key in ("reader_rows_per_s", "needed_rows_per_s", "windows", "steps_per_window"):
+            assert positive(row[key]), (row["name"], key, row[key])
+        # the time waited for windows may round to nothing when the reader keeps up
+        assert math.isfinite(row["wait_s"]) and row["wait_s"] >= 0, row
+        assert math.isfinite(row["wait_share"]) and row["wait_share"] >= 0, row
