@@ -207,7 +207,9 @@ class Stream:
         retired = [shared.get_value(borrow=True) for shared in self.shared]
         for shared, array in zip(self.shared, arrays, strict=True):
             shared.set_value(array, borrow=True)
-        if all(r.shape == a.shape and r.dtype == a.dtype for r, a in zip(retired, arrays)):
+        if all(
+            r.shape == a.shape and r.dtype == a.dtype for r, a in zip(retired, arrays, strict=True)
+        ):
             self._spare = retired
 
 
