@@ -149,11 +149,7 @@ def _run_cell(args: argparse.Namespace, mode: str, rows: int) -> dict[str, Any]:
     """One row of table 2, measured by a child process (``--cell``)."""
     cmd = [sys.executable, __file__, f"--cell={mode},{rows}", f"--batch={args.batch}"]
     cmd += [f"--rounds={args.rounds}", f"--seconds={args.seconds}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"benchmark cell {mode}, N={rows} failed:\n{done.stderr[-2000:]}")
-    return dict(json.loads(lines[-1]))
+    return st.child_json(cmd, f"benchmark cell {mode}, N={rows}")
 
 
 def measure_cell(mode: str, rows: int, batch: int, rounds: int, seconds: float) -> dict[str, Any]:

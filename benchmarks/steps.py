@@ -164,3 +164,15 @@ def step_allocation_kib(step: Callable[[], Any], calls: int = 20) -> float:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return (peak - base) / 1024
+
+
+def child_json(cmd: list[str], what: str) -> dict[str, Any]:
+    """Run a benchmark child process; the JSON object on its last line of output."""
+    import json
+    import subprocess
+
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(lines[-1]))

@@ -36,7 +36,6 @@ import math
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,6 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import steps as st
 
 MIB = 2**20
 SEED = 20240611
@@ -298,11 +300,7 @@ def run_memory_case(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, f"--memory-case={kind}", f"--data-dir={args.data_dir}"]
     cmd += [f"--rows={args.rows}", f"--cols={args.cols}", f"--batch={args.batch}"]
     cmd += [f"--window={args.window}", f"--passes={args.passes}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"memory case {kind} failed:\n{done.stderr[-3000:]}")
-    return dict(json.loads(lines[-1]))
+    return st.child_json(cmd, f"memory case {kind}")
 
 
 def memory_table(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import minibatch as mb
 from minibatch._gather import source_of
 from minibatch._stream import stream_of
 from minibatch._streamfit import WindowRefresh
-from test_backends import METHODS, MODES, SETTINGS, moments
+from test_backends import METHODS, MODES, SETTINGS, fit, moments
 
 zarr = pytest.importorskip("zarr")
 
@@ -42,20 +42,6 @@ def streamed_model(c, store):
         mu = pm.Normal("mu", c.mu0, c.tau0)
         pm.Normal("y", mu, c.sigma, observed=yb)
     return model, stream_of(source_of(yb)[0])
-
-
-def fit(model, method, mode, seed=3, **overrides):
-    settings = {**SETTINGS[method], **overrides}
-    lr = settings.pop("learning_rate")
-    with model:
-        return pm.fit(
-            method=method,
-            random_seed=seed,
-            progressbar=False,
-            compile_kwargs=dict(mode=mode),
-            obj_optimizer=pm.adam(learning_rate=lr),
-            **settings,
-        )
 
 
 @pytest.mark.parametrize("mode", MODES)
