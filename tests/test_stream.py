@@ -329,3 +329,53 @@ def test_two_window_buffers_serve_every_window(ids):
     refresh.close()
     assert len(addresses) == 2
     assert len({w.tobytes() for w in windows}) == 30
+
+
+def test_hdf5_parquet_and_dask_sources_stay_paired_in_one_call(tmp_path):
+    """Four kinds in one call (HDF5 X, Parquet y from two files of uneven row groups, a Dask
+    array, an in-memory array): every batch's rows agree, across windows."""
+    h5py = pytest.importorskip("h5py")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    da = pytest.importorskip("dask.array")
+    n = 900
+    ids = np.arange(n, dtype="float64")
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("x", data=np.stack([ids, -ids], 1), chunks=(64, 2))
+    (tmp_path / "y").mkdir()
+    pq.write_table(
+        pa.table({"id": ids[:500], "other": ids[:500] * 3}),
+        tmp_path / "y" / "a.parquet",
+        row_group_size=70,
+    )
+    pq.write_table(
+        pa.table({"id": ids[500:], "other": ids[500:] * 3}),
+        tmp_path / "y" / "b.parquet",
+        row_group_size=130,
+    )
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        batches = mb.Minibatch(
+            f["x"],
+            mb.parquet(tmp_path / "y", columns="id"),
+            da.from_array(2 * ids, chunks=50),
+            3 * ids,
+            batch_size=25,
+            window=200,
+            steps_per_window=2,
+            random_seed=2,
+        )
+        stream = _stream(batches[0])
+        assert stream.n_rows == n and [s.kind for s in stream.sources] == [
+            "hdf5",
+            "parquet",
+            "dask",
+            "array",
+        ]
+        seen = set()
+        for xv, yv, dv, av in _drive(list(batches), 40):
+            np.testing.assert_array_equal(xv[:, 0], yv)
+            np.testing.assert_array_equal(-xv[:, 1], yv)
+            np.testing.assert_array_equal(dv, 2 * yv)
+            np.testing.assert_array_equal(av, 3 * yv)
+            seen.update(yv.tolist())
+    assert len(seen) > 400
