@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -189,8 +190,7 @@ def build(
     if window is not None or any(is_out_of_core(d) for d in data):
         _check_streamable(
             axes,
-            legacy=positional or isinstance(spec, list | tuple),
-            options={
+            {
                 "broadcastable": broadcastable,
                 "update_shared_f": update_shared_f,
                 "in_memory_size": in_memory_size,
@@ -242,7 +242,7 @@ def _stream(
         isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1
     ):
         raise ValueError(f"steps_per_window must be a positive int or None; got {steps!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if isinstance(timeout, bool | np.bool_) or not isinstance(timeout, Real) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}")
     dtypes = [
         dtype or (pytensor.config.floatX if s.dtype.kind == "f" else s.dtype) for s in sources
@@ -265,7 +265,7 @@ def _streamed_index(stream: Stream, data: Any, size: int, seed: Any) -> Any:
     return draw_index(data, size, stream.index_rng, 0)
 
 
-def _check_streamable(axes: list, legacy: bool, options: dict[str, Any]) -> None:
+def _check_streamable(axes: list, options: dict[str, Any]) -> None:
     """Refuse what a streamed minibatch cannot honour, naming the argument."""
     for name, value in options.items():
         if value is not None:

@@ -140,7 +140,6 @@ class Stream:
             shape = tuple(None if axis in open_axes else n for axis, n in enumerate(array.shape))
             shared = pytensor.shared(array, shape=shape, borrow=True)
             shared.tag.minibatch_stream = self
-            shared.tag.minibatch_rows = self.n_rows
             self.shared.append(shared)
         return self.shared
 

@@ -25,6 +25,7 @@ from pytensor.tensor.variable import TensorVariable
 
 from minibatch._gather import source_of
 from minibatch._inputs import current_shape
+from minibatch._stream import stream_of
 
 
 class TotalSizeWarning(UserWarning):
@@ -117,7 +118,8 @@ def streamed_rows(source: Any) -> int | None:
 
     A streamed minibatch is scaled by its source's length, never by its window's.
     """
-    return getattr(getattr(source, "tag", None), "minibatch_rows", None)
+    stream = stream_of(source)
+    return None if stream is None else stream.n_rows
 
 
 def is_window(batch: Any) -> bool:
