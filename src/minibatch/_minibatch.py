@@ -253,7 +253,7 @@ def _stream(
         DEFAULT_WINDOW if window is None else window,
         batch_size,
         None if steps is None else int(steps),
-        timeout,
+        float(timeout),
         seed,
     )
 
