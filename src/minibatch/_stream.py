@@ -149,6 +149,7 @@ class Stream:
         """Start (``fresh``) or resume a fit: seed and read a first window, start the reader."""
         if self.static:
             return
+        self.end()  # a reader a loop of one's own started is replaced, not left running
         if fresh:
             self._steps = 0
             if self.index_rng is not None:
