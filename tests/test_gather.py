@@ -155,3 +155,25 @@ def test_compiled_batches_get_their_static_length_back(rows):
     assert not [n for n in nodes if type(n.op).__name__ == "SpecifyShape"]
     takes = [n for n in nodes if isinstance(n.op, TAKE_OPS)]
     assert [t.outputs[0].type.shape for t in takes] == [(5, 3)]
+
+
+def test_index_of_gives_the_rows_of_every_dataset_and_axis():
+    x = np.arange(40.0).reshape(10, 4)
+    y = np.arange(40).reshape(10, 4) * 3
+    xb, yb = mb.Minibatch(x, y, batch_size=[4, 3])
+    rows, cols = mb.index_of(xb), mb.index_of(xb, axis=1)
+    assert mb.index_of(yb) is rows  # one index for every dataset of the call
+    assert mb.index_of(xb.astype("float32")) is rows
+    r, c, xv, yv = pm.draw([rows, cols, xb, yb], random_seed=3)
+    np.testing.assert_array_equal(xv, x[np.ix_(r, c)])
+    np.testing.assert_array_equal(yv, y[np.ix_(r, c)])
+
+
+def test_index_of_refuses_what_it_cannot_answer():
+    xb = mb.Minibatch(np.zeros((10, 2)), batch_size=4)
+    with pytest.raises(TypeError, match="batch must be a minibatch"):
+        mb.index_of(pt.as_tensor(np.zeros(3)))
+    with pytest.raises(ValueError, match=r"axis 1 .* subsampled axes are \[0\]"):
+        mb.index_of(xb, axis=1)
+    with pytest.raises(TypeError, match="axis must be an int"):
+        mb.index_of(xb, axis=True)

@@ -47,6 +47,7 @@ Where later features plug in
   positions; the gather and the scaling stay as they are.
 """
 
+from minibatch._gather import index_of
 from minibatch._minibatch import Minibatch, align_minibatches
 from minibatch._observed import as_given
 from minibatch._pairing import UnpairedMinibatchWarning
@@ -67,6 +68,7 @@ __all__ = [
     "align_minibatches",
     "as_given",
     "full_data_model",
+    "index_of",
     "log_likelihood",
     "parquet",
 ]

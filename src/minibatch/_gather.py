@@ -31,6 +31,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.rewriting.basic import copy_stack_trace, node_rewriter
 from pytensor.scalar import Cast
@@ -149,3 +150,56 @@ def cast_source(var: TensorVariable, dtype: str) -> TensorVariable:
     source = data[node.outputs.index(var) - 1]
     (cast,) = gather(index, [cast_source(source, dtype)], node.op.axis)
     return cast
+
+
+def index_of(batch: Any, axis: int = 0) -> TensorVariable:
+    """The index that draws ``batch`` along ``axis``: the batch's rows as positions in its data.
+
+    Every dataset of one ``Minibatch`` call (and every expression of a batch) has the same index,
+    so ``z[mb.index_of(xb)]`` takes the rows of a full-length variable ``z`` that go with the
+    rows of ``xb``: this is how a local latent variable (one value per data row) enters a
+    minibatch likelihood.  With several subsampled axes each has its own index.
+
+    Parameters
+    ----------
+    batch : Minibatch or TensorVariable
+        A batch of ``mb.Minibatch`` (or a cast of one, or a copy of its graph).
+    axis : int, default 0
+        The subsampled axis whose index is wanted.
+
+    Returns
+    -------
+    TensorVariable
+        The int64 vector of positions, drawn once per step (one draw per ``pm.fit`` step,
+        shared by every Monte Carlo sample of that step and every dataset of the call).
+
+    Raises
+    ------
+    TypeError
+        If ``batch`` is not a minibatch.
+    ValueError
+        If ``axis`` is not one of its subsampled axes.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> xb = mb.Minibatch(np.arange(10.0) * 10, batch_size=3, random_seed=0)
+    >>> rows, values = pm.draw([mb.index_of(xb), xb], random_seed=1)
+    >>> bool((values == rows * 10).all())
+    True
+    """
+    _, gathers = source_of(batch)
+    if not gathers:
+        raise TypeError(
+            f"batch must be a minibatch (a batch of mb.Minibatch or an expression of one); "
+            f"got {batch!r}"
+        )
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+        raise TypeError(f"axis must be an int; got {axis!r}")
+    found = {int(a): index for a, index in gathers}
+    if int(axis) not in found:
+        raise ValueError(
+            f"axis {axis} of {batch!r} is not subsampled; its subsampled axes are "
+            f"{sorted(found)}"
+        )
+    return found[int(axis)]
