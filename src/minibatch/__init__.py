@@ -27,8 +27,8 @@ Scale (``_observed``, ``_total_size``; PyMC's ``total_size`` wrapper)
 Layers, each importing only those before it (``tests/test_layers.py``)
 ----------------------------------------------------------------------
 ``_compat`` (what differs between pymc 5.28 / pytensor 2.38 and pymc 6.4 / pytensor 3.3),
-``_ops`` (the Op base), ``_storage`` and ``_inputs`` (data), ``_spec``, ``_numba_index`` and
-``_index`` (the index), ``_gather``, ``_variable`` (the batch's legacy attributes), ``_derived``,
+``_ops`` (the Op base), ``_storage`` and ``_inputs`` (data), ``_spec``, ``_numba_index``,
+``_schemes`` (draws without replacement and epochs) and ``_index`` (the index), ``_gather``, ``_variable`` (the batch's legacy attributes), ``_derived``,
 ``_total_size``, ``_pairing`` and ``_observed`` (model hooks), ``_upstream`` (workarounds),
 ``_guards``, ``_minibatch`` (the public ``Minibatch``) and ``_predict``.  Streaming out-of-core
 data adds ``_sources`` (reading rows of memmaps, Zarr, HDF5, Parquet, Dask), ``_window`` (which
@@ -43,11 +43,13 @@ Where later features plug in
 * Legacy API (multi-axis batch specs, ``.shared``, ``set_value``, aligned seeds): one gather
   node per subsampled axis; ``Minibatch`` (a ``TensorVariable`` subclass) carries the
   attributes, and objects built with the same int seed share one index variable.
-* Other sampling schemes (without replacement, epoch-shuffled): another index Op producing
-  positions; the gather and the scaling stay as they are.
+* Other sampling schemes (``sampling="without_replacement"`` or ``"epoch"``): another draw
+  inside the index Op (``_schemes``, with its C, Numba and JAX implementations); the gather and
+  the scaling stay as they are.  ``index_of`` exposes the index itself, for local latent
+  variables (``z[index_of(xb)]``).
 """
 
-from minibatch._gather import index_of
+from minibatch._gather import epoch_of, index_of
 from minibatch._minibatch import Minibatch, align_minibatches
 from minibatch._observed import as_given
 from minibatch._pairing import UnpairedMinibatchWarning
@@ -67,6 +69,7 @@ __all__ = [
     "__version__",
     "align_minibatches",
     "as_given",
+    "epoch_of",
     "full_data_model",
     "index_of",
     "log_likelihood",

@@ -43,6 +43,10 @@ from minibatch._compat import TAKE_OPS
 from minibatch._index import IndexRV
 from minibatch._numba_index import IndexDraw
 from minibatch._ops import BatchOp
+from minibatch._schemes import EpochDraw, SubsetDraw, epochs_completed, is_epoch_state
+
+# The Ops that draw an index: the scheme's draw, or the Numba rewrite's draw with replacement.
+INDEX_DRAWS = (IndexRV, IndexDraw, SubsetDraw, EpochDraw)
 
 
 @node_rewriter(list(TAKE_OPS))
@@ -53,7 +57,8 @@ def static_batch_length(fgraph: Any, node: Any) -> list[Any] | None:
     knows the batch length from the index's static shape.  Only takes by our index are touched.
     """
     ours = any(
-        inp.owner is not None and isinstance(inp.owner.op, IndexRV | IndexDraw)
+        inp.owner is not None
+        and isinstance(inp.owner.op, IndexRV | IndexDraw | SubsetDraw | EpochDraw)
         for inp in node.inputs[1:]
     )
     if not ours:
@@ -199,7 +204,35 @@ def index_of(batch: Any, axis: int = 0) -> TensorVariable:
     found = {int(a): index for a, index in gathers}
     if int(axis) not in found:
         raise ValueError(
-            f"axis {axis} of {batch!r} is not subsampled; its subsampled axes are "
-            f"{sorted(found)}"
+            f"axis {axis} of {batch!r} is not subsampled; its subsampled axes are {sorted(found)}"
         )
     return found[int(axis)]
+
+
+def epoch_of(batch: Any) -> int:
+    """The number of whole passes over the data that ``batch``'s epoch index has finished.
+
+    Only for batches of ``Minibatch(..., sampling="epoch")``; read it in a ``pm.fit`` callback
+    (``callbacks=[lambda approx, losses, i: ...]``).  A fresh ``pm.fit`` starts a fresh epoch;
+    ``refine`` continues.  With several subsampled axes this is the first axis's count.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor, minibatch as mb
+    >>> xb = mb.Minibatch(np.arange(10.0), batch_size=5, sampling="epoch", random_seed=0)
+    >>> draw = pytensor.function([], xb)
+    >>> seen = [draw() for _ in range(4)]
+    >>> mb.epoch_of(xb)
+    2
+    >>> sorted(np.concatenate(seen[2:]).astype(int).tolist()) == list(range(10))
+    True
+    """
+    _, gathers = source_of(batch)
+    for _, index in reversed(gathers):  # the gathers run from the last axis to the first
+        states = [var for var in index.owner.inputs if is_epoch_state(var)]
+        if states:
+            return epochs_completed(np.asarray(states[0].get_value(borrow=True)))
+    raise ValueError(
+        f"batch must be drawn with sampling='epoch' (a batch of "
+        f"mb.Minibatch(..., sampling='epoch')); got {batch!r}"
+    )

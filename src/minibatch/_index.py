@@ -41,6 +41,7 @@ from pytensor.tensor.variable import TensorVariable
 from minibatch._compat import set_default_update
 from minibatch._numba_index import IndexDraw, draw_positions
 from minibatch._ops import BatchOp
+from minibatch._schemes import EpochDraw, SubsetDraw, new_epoch_state
 
 
 class IndexRV(MinibatchIndexRV):
@@ -109,19 +110,26 @@ def register_numba_rewrite() -> None:
 
 
 class MinibatchIndexOp(BatchOp):
-    """Marks an index draw: inputs ``(data, rng)``, outputs ``(data, rng_update, index)``."""
+    """Marks an index draw: inputs ``(data, rng[, state])``, outputs ``(data, rng_update[,
+    state_update], index)`` (an epoch index has a state)."""
 
     def __str__(self) -> str:
         return "MinibatchIndex"
 
 
 def draw_index(
-    data: TensorVariable, batch_size: int, rng: pytensor.compile.SharedVariable, axis: int = 0
+    data: TensorVariable,
+    batch_size: int,
+    rng: pytensor.compile.SharedVariable,
+    axis: int = 0,
+    sampling: str = "with_replacement",
 ) -> TensorVariable:
     """Build the symbolic index of ``batch_size`` positions along ``axis`` of ``data``.
 
-    ``rng`` gets a ``default_update``, so even a plain ``pytensor.function`` draws a new index on
-    every call; PyMC's compile functions find the same update through the Op.
+    ``sampling`` is the scheme (``minibatch._schemes``): PyMC's draw with replacement, distinct
+    positions, or epochs.  ``rng`` (and an epoch index's state) gets a ``default_update``, so
+    even a plain ``pytensor.function`` draws a new index on every call; PyMC's compile
+    functions find the same update through the Op.
 
     Examples
     --------
@@ -137,15 +145,34 @@ def draw_index(
     data_in = data.type()
     rng_in = RandomGeneratorType()("rng")
     n = data_in.shape[axis]
-    # make_node, not a call: pytensor 3 deprecates calling a RandomVariable without
-    # return_next_rng, an argument pytensor 2.38 does not have
-    size = pt.as_tensor([batch_size], dtype="int64")
-    rng_next, index = index_rv.make_node(rng_in, size, 0, n).outputs
-    op = MinibatchIndexOp([data_in, rng_in], [data_in.copy(), rng_next, index])
-    _, rng_update, index_out = op(data, rng)
-    set_default_update(rng, rng_update)
+    inputs: list[Any] = [data_in, rng_in]
+    outer: list[Any] = [data, rng]
+    if sampling == "with_replacement":
+        # make_node, not a call: pytensor 3 deprecates calling a RandomVariable without
+        # return_next_rng, an argument pytensor 2.38 does not have
+        size = pt.as_tensor([batch_size], dtype="int64")
+        updates = list(index_rv.make_node(rng_in, size, 0, n).outputs)
+    elif sampling == "without_replacement":
+        updates = list(SubsetDraw(batch_size).make_node(rng_in, n).outputs)
+    else:
+        state = new_epoch_state(_length(data, axis))
+        state_in = state.type()
+        inputs.append(state_in)
+        outer.append(state)
+        updates = list(EpochDraw(batch_size).make_node(rng_in, state_in, n).outputs)
+    *next_states, index = updates
+    op = MinibatchIndexOp(inputs, [data_in.copy(), *next_states, index])
+    _, *new_states, index_out = op(*outer)
+    for shared, update in zip(outer[1:], new_states, strict=True):
+        set_default_update(shared, update)
     index_out.name = "minibatch_index"
     return index_out
+
+
+def _length(data: Any, axis: int) -> int:
+    """The current length of ``data`` along ``axis`` (constant or shared data)."""
+    value = data.get_value(borrow=True) if hasattr(data, "get_value") else data.data
+    return int(np.shape(value)[axis])
 
 
 def new_rng(random_seed: Any) -> pytensor.compile.SharedVariable:
@@ -153,10 +180,10 @@ def new_rng(random_seed: Any) -> pytensor.compile.SharedVariable:
     return pytensor.shared(np.random.default_rng(random_seed), name="minibatch_rng")
 
 
-# Indices built with an explicit int seed, by (length, batch size, seed): the legacy API aligned
-# separate Minibatch objects by giving them equal seeds; here they share one index variable, so
-# they stay aligned whatever seeds PyMC assigns later.
-_SEEDED: weakref.WeakValueDictionary[tuple[int, int, int, int], TensorVariable] = (
+# Indices built with an explicit int seed, by (axis, length, batch size, seed, scheme): the
+# legacy API aligned separate Minibatch objects by giving them equal seeds; here they share one
+# index variable, so they stay aligned whatever seeds PyMC assigns later.
+_SEEDED: weakref.WeakValueDictionary[tuple[int, int, int, int, str], TensorVariable] = (
     weakref.WeakValueDictionary()
 )
 
@@ -178,7 +205,12 @@ def users(index: TensorVariable) -> list[Any]:
 
 
 def index_for(
-    data: TensorVariable, length: int, batch_size: int, seed: Any, axis: int = 0
+    data: TensorVariable,
+    length: int,
+    batch_size: int,
+    seed: Any,
+    axis: int = 0,
+    sampling: str = "with_replacement",
 ) -> TensorVariable:
     """The index for ``batch_size`` of ``length`` positions along ``axis`` of ``data``.
 
@@ -193,10 +225,10 @@ def index_for(
     False
     """
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
-        return draw_index(data, batch_size, new_rng(seed), axis)
-    key = (axis, length, batch_size, int(seed))
+        return draw_index(data, batch_size, new_rng(seed), axis, sampling)
+    key = (axis, length, batch_size, int(seed), sampling)
     index = _SEEDED.get(key)
     if index is None:
-        index = draw_index(data, batch_size, new_rng([int(seed), axis]), axis)
+        index = draw_index(data, batch_size, new_rng([int(seed), axis]), axis, sampling)
         _SEEDED[key] = index
     return index

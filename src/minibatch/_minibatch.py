@@ -13,6 +13,7 @@ from minibatch import _guards, _observed, _streamfit, _upstream
 from minibatch._gather import gather
 from minibatch._index import add_user, draw_index, index_for, new_rng
 from minibatch._inputs import as_data_tensor, check_index_range, check_lengths
+from minibatch._schemes import check_scheme
 from minibatch._sources import is_out_of_core, open_source
 from minibatch._spec import is_spec_entry, parse_spec
 from minibatch._stream import DEFAULT_TIMEOUT, Stream
@@ -74,6 +75,15 @@ class Minibatch(BatchVariable):
     timeout : float, default 300
         Seconds a fit waits for the next window before it stops with
         :class:`minibatch.SourceError`.
+    sampling : {"with_replacement", "without_replacement", "epoch"}, default "with_replacement"
+        How each step's rows are drawn, on every subsampled axis, for every dataset of the
+        call: independently with replacement (PyMC's scheme); ``batch_size`` distinct rows, a
+        uniformly random subset afresh each step; or epochs, passes through a fresh random
+        permutation of the rows, each row exactly once per pass (:func:`minibatch.epoch_of`
+        counts them; a fresh ``pm.fit`` starts a fresh epoch).  All three give an unbiased
+        estimate of the full log-likelihood; the last two have less gradient noise
+        (``docs/gradient_noise.md``).  The last two need ``batch_size`` at most the number of
+        rows, and in-memory data.
 
     Returns
     -------
@@ -130,6 +140,16 @@ class Minibatch(BatchVariable):
     >>> xb.set_value(np.ones((10, 2)))
     >>> pm.draw(xb, random_seed=0).tolist()
     [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+
+    Epochs: five steps of 2 rows pass once through the 10 rows.
+
+    >>> import pytensor
+    >>> eb = mb.Minibatch(y, batch_size=2, sampling="epoch")
+    >>> draw = pytensor.function([], eb)
+    >>> sorted(np.concatenate([draw() for _ in range(5)]).tolist()) == list(range(10))
+    True
+    >>> mb.epoch_of(eb)
+    1
     """
 
     def __new__(cls, *data: Any, **kwargs: Any) -> Any:
@@ -170,6 +190,7 @@ def build(
     window: Any = None,
     steps_per_window: Any = None,
     timeout: Any = DEFAULT_TIMEOUT,
+    sampling: Any = "with_replacement",
 ) -> Minibatch | tuple[Minibatch, ...]:
     """Build the batches of ``Minibatch(*data, ...)``; the parameters are documented there."""
     given = len(data)
@@ -188,6 +209,13 @@ def build(
     stream = None
     tensors: list[Any]
     if window is not None or any(is_out_of_core(d) for d in data):
+        if sampling != "with_replacement":
+            raise ValueError(
+                f"sampling={sampling!r} is for in-memory data; a streamed Minibatch (an "
+                "out-of-core source, or window=...) draws with replacement within each window, "
+                "and every window is a fresh random run of the data's chunks "
+                "(docs/streaming.md). Drop sampling=..., or load the data into memory first."
+            )
         _check_streamable(
             axes,
             {
@@ -207,11 +235,13 @@ def build(
         ]
     shapes = check_lengths(tensors, open_axes)
     check_index_range(shapes, open_axes)
+    for a in axes:
+        check_scheme(sampling, a.size, [shapes[0][a.axis]])
     batches: list[Any] = tensors
     indices = [
         _streamed_index(stream, tensors[0], a.size, a.seed)
         if stream is not None and a.axis == 0
-        else index_for(tensors[0], shapes[0][a.axis], a.size, a.seed, a.axis)
+        else index_for(tensors[0], shapes[0][a.axis], a.size, a.seed, a.axis, sampling)
         for a in axes
     ]
     for ax, index in zip(axes, indices, strict=True):

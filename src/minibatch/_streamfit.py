@@ -6,7 +6,8 @@ compiled (so ``pm.fit(random_seed=...)`` has reseeded the index generators).  Bo
 (installed with the first streamed ``Minibatch``): when the compiled step function reads the
 window of a stream, the stream is started before the first step, a :class:`WindowRefresh`
 callback is appended to the fit's callbacks for the run, and the reader is stopped when the
-run ends, however it ends.
+run ends, however it ends.  A fresh fit (not ``refine``) also starts every epoch index it
+draws from at a fresh epoch, so that ``pm.fit(random_seed=...)`` reproduces its batches.
 
 A reader that fails stops the fit with its :class:`~minibatch.SourceError`, whose ``approx``
 attribute holds the approximation fitted so far (``err.approx.sample(...)`` still works).
@@ -20,6 +21,7 @@ from typing import Any
 
 from pymc.variational.inference import Inference
 
+from minibatch._schemes import is_epoch_state, reset_epoch_state
 from minibatch._sources import SourceError
 from minibatch._stream import Stream, stream_of
 from minibatch._upstream._patch import patch
@@ -62,11 +64,21 @@ def streams_in(function: Any) -> list[Stream]:
     return list(found.values())
 
 
+def epoch_states_in(function: Any) -> list[Any]:
+    """The epoch states (shared variables) that a compiled pytensor function reads."""
+    maker = getattr(function, "maker", None)
+    given = [getattr(i, "variable", None) for i in getattr(maker, "inputs", ())]
+    return [var for var in given if is_epoch_state(var)]
+
+
 def streaming(iterate: Any) -> Any:
     """Wrap ``Inference._iterate_with_loss`` (or ``_without_loss``) to drive the streams."""
 
     @functools.wraps(iterate)
     def wrapper(self: Inference, s: int, n: int, step_func: Any, *args: Any, **kwargs: Any) -> Any:
+        if s == 0:
+            for state in epoch_states_in(step_func):
+                reset_epoch_state(state)
         streams = streams_in(step_func)
         if not streams:
             return iterate(self, s, n, step_func, *args, **kwargs)
