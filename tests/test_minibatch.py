@@ -209,13 +209,23 @@ def test_an_interrupted_fit_is_usable_and_refine_continues_the_batch_stream(conj
     np.testing.assert_array_equal(interrupted, straight)
 
 
+# Python's warning filters are one list for the whole process, and ``catch_warnings`` (which
+# pymc and pytensor use while compiling) saves and restores it without a lock: a thread leaving
+# one can drop the filter the other thread's block just added, and under this suite's "error"
+# filter that warning then raises in the thread.  The threads here run under the default filter.
+@pytest.mark.filterwarnings("default")
 def test_fits_in_two_threads_do_not_share_index_state(conjugate):
+    errors = []
+
     def fit(seed, out):
-        with _conjugate_model(conjugate):
-            approx = pm.fit(
-                300, random_seed=seed, progressbar=False, compile_kwargs=dict(mode="CVM")
-            )
-        out[seed] = approx.hist.copy()
+        try:
+            with _conjugate_model(conjugate):
+                approx = pm.fit(
+                    300, random_seed=seed, progressbar=False, compile_kwargs=dict(mode="CVM")
+                )
+            out[seed] = approx.hist.copy()
+        except BaseException as err:  # re-raised in the test's thread, with its traceback
+            errors.append(err)
 
     alone, together = {}, {}
     for seed in (1, 2):
@@ -225,6 +235,8 @@ def test_fits_in_two_threads_do_not_share_index_state(conjugate):
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
     # the same batches give the same losses; two threads may only change the last bit of a sum
     # (floating-point reduction order), while another index stream changes them by whole units
     for seed in (1, 2):
