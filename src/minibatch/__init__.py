@@ -28,12 +28,14 @@ Layers, each importing only those before it (``tests/test_layers.py``)
 ----------------------------------------------------------------------
 ``_compat`` (what differs between pymc 5.28 / pytensor 2.38 and pymc 6.4 / pytensor 3.3),
 ``_ops`` (the Op base), ``_storage`` and ``_inputs`` (data), ``_spec``, ``_numba_index``,
-``_schemes`` (draws without replacement and epochs) and ``_index`` (the index), ``_gather``, ``_variable`` (the batch's legacy attributes), ``_derived``,
-``_total_size``, ``_pairing`` and ``_observed`` (model hooks), ``_upstream`` (workarounds),
-``_guards``, ``_minibatch`` (the public ``Minibatch``) and ``_predict``.  Streaming out-of-core
-data adds ``_sources`` (reading rows of memmaps, Zarr, HDF5, Parquet, Dask), ``_window`` (which
-rows a window holds), ``_stream`` (the windows and their reader thread) and ``_streamfit``
-(driving them inside ``pm.fit``).
+``_schemes`` (draws without replacement and epochs) and ``_index`` (the index), ``_gather``,
+``_variable`` (the batch's legacy attributes), ``_derived``, ``_total_size``, ``_pairing`` and
+``_observed`` (model hooks), ``_upstream`` (workarounds), ``_guards``, ``_minibatch`` (the
+public ``Minibatch``), ``_predict`` and ``_transform`` (``minibatch_model``: a full-data model
+turned into its minibatch version).  Streaming out-of-core data adds ``_sources`` (reading
+rows of memmaps, Zarr, HDF5, Parquet, Dask), ``_window`` (which rows a window holds),
+``_stream`` (the windows and their reader thread) and ``_streamfit`` (driving them inside
+``pm.fit``, and starting epoch indices afresh).
 
 Where later features plug in
 ----------------------------
@@ -57,6 +59,7 @@ from minibatch._predict import full_data_model, log_likelihood
 from minibatch._sources import SourceError, parquet
 from minibatch._streamfit import WindowRefresh
 from minibatch._total_size import TotalSizeWarning
+from minibatch._transform import minibatch_model
 
 __version__ = "0.1.0"
 
@@ -73,5 +76,6 @@ __all__ = [
     "full_data_model",
     "index_of",
     "log_likelihood",
+    "minibatch_model",
     "parquet",
 ]
