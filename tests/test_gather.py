@@ -162,9 +162,11 @@ def test_index_of_gives_the_rows_of_every_dataset_and_axis():
     y = np.arange(40).reshape(10, 4) * 3
     xb, yb = mb.Minibatch(x, y, batch_size=[4, 3])
     rows, cols = mb.index_of(xb), mb.index_of(xb, axis=1)
-    assert mb.index_of(yb) is rows  # one index for every dataset of the call
-    assert mb.index_of(xb.astype("float32")) is rows
-    r, c, xv, yv = pm.draw([rows, cols, xb, yb], random_seed=3)
+    r, c, ry, rc, xv, yv = pm.draw(
+        [rows, cols, mb.index_of(yb), mb.index_of(xb.astype("float32")), xb, yb], random_seed=3
+    )
+    np.testing.assert_array_equal(ry, r)  # one index for every dataset of the call
+    np.testing.assert_array_equal(rc, r)  # and for expressions of a batch
     np.testing.assert_array_equal(xv, x[np.ix_(r, c)])
     np.testing.assert_array_equal(yv, y[np.ix_(r, c)])
 

@@ -166,3 +166,22 @@ def test_new_data_reaches_an_integer_observed_value():
     new = mb.full_data_model(model, {xb: x[:7], yb: y[:7] + 1})
     assert new["obs"].eval().shape == (7,)
     np.testing.assert_array_equal(new.rvs_to_values[new["obs"]].eval(), y[:7] + 1)
+
+
+def test_a_local_latent_variable_takes_every_row_in_the_full_data_model():
+    """``z[mb.index_of(yb)]`` becomes ``z`` itself: the full model's logp, and new rows refused."""
+    n, b = 30, 5
+    y = np.random.default_rng(0).normal(size=n)
+    yb = mb.Minibatch(y, batch_size=b)
+    with pm.Model() as model:
+        z = pm.Normal("z", 0, 1, shape=n)
+        pm.Normal("obs", z[mb.index_of(yb)], 0.5, observed=yb, total_size=n)
+    with pm.Model() as full:
+        z = pm.Normal("z", 0, 1, shape=n)
+        pm.Normal("obs", z, 0.5, observed=y)
+    point = {"z": np.random.default_rng(1).normal(size=n)}
+    np.testing.assert_allclose(
+        mb.full_data_model(model).compile_logp()(point), full.compile_logp()(point), rtol=1e-12
+    )
+    with pytest.raises(ValueError, match=r"also uses as a value .* local latent variable"):
+        mb.full_data_model(model, {yb: np.zeros(4)})

@@ -113,8 +113,11 @@ def gather(index: TensorVariable, data: Sequence[TensorVariable], axis: int = 0)
     return batches
 
 
-def source_of(var: Any) -> tuple[Any, list[tuple[int, Any]]]:
+def source_of(var: Any, passed: bool = False) -> tuple[Any, list[tuple[int, Any]]]:
     """The stored data under ``var``'s gathers (and casts), and ``(axis, index)`` of each gather.
+
+    With ``passed`` the index is the gather's output 0 (the index passed through the gather)
+    instead of its input 0 (the index itself).
 
     ``var`` is a batch when the list is not empty; any copy of a batch's graph (a clone, a model
     rebuilt from its graph) is one too.
@@ -131,7 +134,7 @@ def source_of(var: Any) -> tuple[Any, list[tuple[int, Any]]]:
     while source.owner is not None:
         node = source.owner
         if isinstance(node.op, MinibatchGatherOp):
-            gathers.append((node.op.axis, node.inputs[0]))
+            gathers.append((node.op.axis, node.outputs[0] if passed else node.inputs[0]))
             source = node.inputs[node.outputs.index(source)]
         elif isinstance(node.op, SpecifyShape) or (
             isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, Cast)
@@ -176,7 +179,11 @@ def index_of(batch: Any, axis: int = 0) -> TensorVariable:
     -------
     TensorVariable
         The int64 vector of positions, drawn once per step (one draw per ``pm.fit`` step,
-        shared by every Monte Carlo sample of that step and every dataset of the call).
+        shared by every Monte Carlo sample of that step and every dataset of the call).  It is
+        the index as it leaves the batch's gather (output 0), not the draw itself: PyMC's VI
+        keeps a draw outside its Monte Carlo ``scan`` only where it enters a gather, and the
+        logp rewrites copy what the likelihood's parameters use, so a use of the draw itself
+        would be drawn again inside the scan.  ``mb.full_data_model`` turns it into every row.
 
     Raises
     ------
@@ -193,7 +200,7 @@ def index_of(batch: Any, axis: int = 0) -> TensorVariable:
     >>> bool((values == rows * 10).all())
     True
     """
-    _, gathers = source_of(batch)
+    _, gathers = source_of(batch, passed=True)
     if not gathers:
         raise TypeError(
             f"batch must be a minibatch (a batch of mb.Minibatch or an expression of one); "

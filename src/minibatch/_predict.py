@@ -99,6 +99,8 @@ def full_data_model(model: Model | None = None, data: Mapping[Any, Any] | None =
                 if out not in given and fgraph.clients.get(out):
                     _refuse_streamed(source, out)
                 replacements[out] = given.get(out, source)
+            if fgraph.clients.get(node.outputs[0]):  # the index used as a value
+                replacements[node.outputs[0]] = _every_row(node, given)
         elif isinstance(node.op, MinibatchOp):
             replacements.update(zip(node.outputs, node.inputs, strict=False))
     _check_complete(fgraph, given)
@@ -183,6 +185,23 @@ def _refuse_streamed(source: Variable, batch: Variable) -> None:
         "pm.compute_log_likelihood on it, and write each chunk's result out (for example "
         "to a Zarr array) before reading the next; docs/streaming.md shows the loop."
     )
+
+
+def _every_row(node: Any, given: Mapping[Variable, Any]) -> Variable:
+    """``arange(n)`` for a gather's index that the model uses as a value (``z[mb.index_of(xb)]``,
+    a local latent variable), so that the full-data model takes every row of ``z``.
+
+    New data for the gather's batches is refused: the rows of new data are not rows of ``z``.
+    """
+    renewed = [b.name for b in node.outputs[1:] if b in given]
+    if renewed:
+        raise ValueError(
+            f"new data given for {renewed}, whose index the model also uses as a value (a "
+            "variable indexed by mb.index_of: a local latent variable, one value per row of "
+            "the data); new rows have no such values. Predict on the data the model was "
+            "built with, or build a model for the new rows."
+        )
+    return pt.arange(node.inputs[1].shape[node.op.axis], dtype="int64")
 
 
 def _follow(var: Variable, replacements: Mapping[Variable, Variable]) -> Variable:
