@@ -83,3 +83,17 @@ def test_comparison_table_is_what_the_script_prints():
     assert "ok: 320 " in pm_line and "ok: 8 " in mb_line
     pm_line, mb_line = results["mismatched_lengths"]
     assert "accepted" in pm_line and "ValueError: data argument 1" in mb_line
+
+
+def test_readme_model_once_example_runs():
+    """The third example: minibatch_model with epochs fits; the local-latent model builds."""
+    import pymc as pm
+
+    code = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)[2]
+    namespace: dict = {"np": np, "pm": pm, "mb": mb}
+    exec(compile(code, "README.md", "exec"), namespace)
+    # posterior sds are ~0.01; 0.05 leaves room for the SGD noise only
+    np.testing.assert_allclose(namespace["approx"].mean.eval(), [1.0, -2.0], atol=0.05)
+    point = {"w": np.array([0.3, -0.2])}
+    full = mb.full_data_model(namespace["mini"]).compile_logp()(point)
+    np.testing.assert_allclose(full, namespace["model"].compile_logp()(point), rtol=1e-10)

@@ -114,13 +114,12 @@ def minibatch_model(
     Examples
     --------
     >>> import numpy as np, pymc as pm, minibatch as mb
-    >>> from minibatch._transform import minibatch_model
     >>> x = np.linspace(0, 1, 500)
     >>> y = 2 * x + np.random.default_rng(0).normal(0, 0.1, 500)
     >>> with pm.Model() as model:
     ...     slope = pm.Normal("slope", 0, 10)
     ...     obs = pm.Normal("y", slope * x, 0.1, observed=y)
-    >>> mini = minibatch_model(model, batch_size=50, random_seed=1)
+    >>> mini = mb.minibatch_model(model, batch_size=50, random_seed=1)
     >>> pm.draw(mini["y"], random_seed=2).shape
     (50,)
     >>> with mini:
