@@ -18,7 +18,7 @@ works in place (:func:`epoch_draw_inplace`, a rewrite like pytensor's ``random_m
 the C and Numba backends run it).  JAX arrays are immutable and pytensor's JAX linker donates
 no buffers, so there the state is copied every step (8 bytes a row).
 
-Both are ordinary Ops taking a numpy Generator, like :class:`~minibatch._numba_index.IndexDraw`:
+Both are Ops that consume a numpy Generator (``RNGConsumerOp``, not ``RandomVariable``):
 PyMC's logp machinery refuses random variables in a logp graph other than its own
 ``MinibatchIndexRV``, but has no objection to an Op that is not a ``RandomVariable``.  Each has
 a ``perform`` (the C backend), a Numba implementation (the same numbers from the same
