@@ -68,6 +68,7 @@ def test_probes_find_the_defects_of_both_supported_versions():
     assert scan.refusal_present()
     assert scan.repeats_present()
     assert seeding.update_rngs_unseeded()
+    assert seeding.update_rngs_frozen()
     assert seeding.particles_use_global_state()
     assert stein.present()
 
