@@ -147,3 +147,23 @@ def test_canary_jax_identity_rng_update(monkeypatch):
                 _rng_passed_through_twice()
         else:
             _rng_passed_through_twice()
+
+
+@pytest.mark.filterwarnings("ignore:You are using experimental inference Operator:UserWarning")
+def test_asvgd_steps_draw_fresh_monte_carlo_samples():
+    """Every RNG an ASVGD step reads is updated by it (PyMC left the Monte Carlo one frozen)."""
+    from pytensor.tensor.random.type import RandomType
+
+    y = np.random.default_rng(0).normal(size=100)
+    with pm.Model():
+        mu = pm.Normal("mu", 0, 10)
+        pm.Normal("y", mu, 1, observed=mb.Minibatch(y, batch_size=10))
+        inference = pm.ASVGD()
+        step = inference.objective.step_function(score=False, obj_n_mc=10)
+    rngs = [i for i in step.maker.inputs if isinstance(i.variable.type, RandomType)]
+    assert len(rngs) == 2  # the index and the Monte Carlo draws
+    assert all(i.update is not None for i in rngs)
+    before = [i.variable.get_value(borrow=True).bit_generator.state for i in rngs]
+    step()
+    after = [i.variable.get_value(borrow=True).bit_generator.state for i in rngs]
+    assert all(b != a for b, a in zip(before, after, strict=True))
