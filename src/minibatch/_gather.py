@@ -145,6 +145,15 @@ def source_of(var: Any, passed: bool = False) -> tuple[Any, list[tuple[int, Any]
     return source, gathers
 
 
+def uncast(var: Any) -> Any:
+    """``var`` under any chain of casts (``x.astype(...)``)."""
+    while var.owner is not None and (
+        isinstance(var.owner.op, Elemwise) and isinstance(var.owner.op.scalar_op, Cast)
+    ):
+        var = var.owner.inputs[0]
+    return var
+
+
 def cast_source(var: TensorVariable, dtype: str) -> TensorVariable:
     """``var`` cast to ``dtype``; for a batch, the cast is pushed down to the stored data.
 

@@ -39,6 +39,7 @@ from pytensor.tensor.type_other import NoneTypeT
 from pytensor.tensor.variable import TensorVariable
 
 from minibatch._compat import set_default_update
+from minibatch._inputs import current_shape
 from minibatch._numba_index import IndexDraw, draw_positions
 from minibatch._ops import BatchOp
 from minibatch._schemes import EpochDraw, SubsetDraw, new_epoch_state
@@ -155,7 +156,7 @@ def draw_index(
     elif sampling == "without_replacement":
         updates = list(SubsetDraw(batch_size).make_node(rng_in, n).outputs)
     else:
-        state = new_epoch_state(_length(data, axis))
+        state = new_epoch_state(current_shape(data)[axis])
         state_in = state.type()
         inputs.append(state_in)
         outer.append(state)
@@ -167,12 +168,6 @@ def draw_index(
         set_default_update(shared, update)
     index_out.name = "minibatch_index"
     return index_out
-
-
-def _length(data: Any, axis: int) -> int:
-    """The current length of ``data`` along ``axis`` (constant or shared data)."""
-    value = data.get_value(borrow=True) if hasattr(data, "get_value") else data.data
-    return int(np.shape(value)[axis])
 
 
 def new_rng(random_seed: Any) -> pytensor.compile.SharedVariable:

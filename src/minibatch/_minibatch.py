@@ -236,7 +236,7 @@ def build(
     shapes = check_lengths(tensors, open_axes)
     check_index_range(shapes, open_axes)
     for a in axes:
-        check_scheme(sampling, a.size, [shapes[0][a.axis]])
+        check_scheme(sampling, a.size, shapes[0][a.axis])
     batches: list[Any] = tensors
     indices = [
         _streamed_index(stream, tensors[0], a.size, a.seed)

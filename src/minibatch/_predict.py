@@ -27,10 +27,8 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.graph.basic import Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import clone_replace
-from pytensor.scalar import Cast
-from pytensor.tensor.elemwise import Elemwise
 
-from minibatch._gather import MinibatchGatherOp
+from minibatch._gather import MinibatchGatherOp, uncast
 from minibatch._stream import stream_of
 
 
@@ -143,21 +141,13 @@ def log_likelihood(idata: Any, model: Model | None = None, **kwargs: Any) -> Any
     return compute_log_likelihood(idata, model=full_data_model(modelcontext(model)), **kwargs)
 
 
-def _uncast(var: Variable) -> Variable:
-    while var.owner is not None and isinstance(var.owner.op, Elemwise):
-        if not isinstance(var.owner.op.scalar_op, Cast):
-            break
-        var = var.owner.inputs[0]
-    return var
-
-
 def _with_cast_twins(fgraph: FunctionGraph, given: dict[Variable, Any]) -> dict[Variable, Any]:
     """``given`` plus new data for the twins of given batches: the same index gathering a cast
     of the same data (PyMC casts integer observed data, and the cast is pushed below the
     gather), so the observed value follows the new data too."""
     gathers = [n for n in fgraph.apply_nodes if isinstance(n.op, MinibatchGatherOp)]
     by_base = {
-        (node.inputs[0], _uncast(source)): given[out]
+        (node.inputs[0], uncast(source)): given[out]
         for node in gathers
         for out, source in zip(node.outputs[1:], node.inputs[1:], strict=True)
         if out in given
@@ -165,7 +155,7 @@ def _with_cast_twins(fgraph: FunctionGraph, given: dict[Variable, Any]) -> dict[
     twins = dict(given)
     for node in gathers:
         for out, source in zip(node.outputs[1:], node.inputs[1:], strict=True):
-            new = by_base.get((node.inputs[0], _uncast(source)))
+            new = by_base.get((node.inputs[0], uncast(source)))
             if out not in twins and new is not None:
                 twins[out] = pt.cast(new, out.type.dtype)
     return twins
@@ -173,7 +163,7 @@ def _with_cast_twins(fgraph: FunctionGraph, given: dict[Variable, Any]) -> dict[
 
 def _refuse_streamed(source: Variable, batch: Variable) -> None:
     """A streamed batch has no full data in memory: say how to predict chunk by chunk."""
-    stream = stream_of(_uncast(source))
+    stream = stream_of(uncast(source))
     if stream is None or stream.static:  # a window of all rows is the full data
         return
     raise ValueError(

@@ -14,7 +14,7 @@ int64 vector ``[position, epochs started, *permutation]`` held in a shared varia
 generator.  A batch that crosses the end of an epoch takes the last rows of the old permutation
 and the first rows of the new one (the same row can then appear twice in that batch, once per
 epoch).  Work per step is ``O(size)`` plus an ``O(n)`` shuffle once per epoch, when the Op
-works in place (:func:`epoch_draw_inplace`, a rewrite like pytensor's ``random_make_inplace``;
+works in place (:func:`draw_inplace`, a rewrite like pytensor's ``random_make_inplace``;
 the C and Numba backends run it).  JAX arrays are immutable and pytensor's JAX linker donates
 no buffers, so there the state is copied every step (8 bytes a row).
 
@@ -46,20 +46,18 @@ from pytensor.tensor.type import TensorType
 SCHEMES = ("with_replacement", "without_replacement", "epoch")
 
 
-def check_scheme(sampling: Any, batch_size: int, lengths: Sequence[int]) -> str:
-    """``sampling`` checked against the batch size and the lengths of the subsampled axes."""
+def check_scheme(sampling: Any, batch_size: int, length: int) -> str:
+    """``sampling`` checked against the batch size and the length of a subsampled axis."""
     if not isinstance(sampling, str) or sampling not in SCHEMES:
         raise ValueError(
             f"sampling must be one of {', '.join(map(repr, SCHEMES))}; got {sampling!r}"
         )
-    if sampling != "with_replacement":
-        for length in lengths:
-            if batch_size > length:
-                raise ValueError(
-                    f"sampling={sampling!r} draws each row at most once per batch, so batch_size "
-                    f"({batch_size}) must not exceed the number of rows ({length}); use "
-                    "sampling='with_replacement' for batches larger than the data"
-                )
+    if sampling != "with_replacement" and batch_size > length:
+        raise ValueError(
+            f"sampling={sampling!r} draws each row at most once per batch, so batch_size "
+            f"({batch_size}) must not exceed the number of rows ({length}); use "
+            "sampling='with_replacement' for batches larger than the data"
+        )
     return sampling
 
 
@@ -215,7 +213,7 @@ def epochs_completed(state: np.ndarray) -> int:
 
 
 @node_rewriter([SubsetDraw, EpochDraw], inplace=True)
-def epoch_draw_inplace(fgraph: Any, node: Apply) -> list[Any] | None:
+def draw_inplace(fgraph: Any, node: Apply) -> list[Any] | None:
     """Our draws made to work in place (generator and state), as pytensor does for its RVs."""
     op = node.op
     if op.inplace:
@@ -228,7 +226,7 @@ def register_backends() -> None:
     """The in-place rewrite (tagged as pytensor's own), and the Numba and JAX implementations."""
     optdb.register(
         "minibatch_draw_inplace",
-        dfs_rewriter(epoch_draw_inplace, ignore_newtrees=True),
+        dfs_rewriter(draw_inplace, ignore_newtrees=True),
         "fast_run",
         "inplace",
         position=50.91,

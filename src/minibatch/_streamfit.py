@@ -53,12 +53,17 @@ class WindowRefresh:
             stream.end()
 
 
+def _inputs_of(function: Any) -> list[Any]:
+    """The variables (shared ones included) that a compiled pytensor function reads."""
+    maker = getattr(function, "maker", None)
+    return [getattr(given, "variable", None) for given in getattr(maker, "inputs", ())]
+
+
 def streams_in(function: Any) -> list[Stream]:
     """The streams whose windows a compiled pytensor function reads."""
-    maker = getattr(function, "maker", None)
     found: dict[int, Stream] = {}
-    for given in getattr(maker, "inputs", ()):
-        stream = stream_of(getattr(given, "variable", None))
+    for var in _inputs_of(function):
+        stream = stream_of(var)
         if stream is not None:
             found[id(stream)] = stream
     return list(found.values())
@@ -66,9 +71,7 @@ def streams_in(function: Any) -> list[Stream]:
 
 def epoch_states_in(function: Any) -> list[Any]:
     """The epoch states (shared variables) that a compiled pytensor function reads."""
-    maker = getattr(function, "maker", None)
-    given = [getattr(i, "variable", None) for i in getattr(maker, "inputs", ())]
-    return [var for var in given if is_epoch_state(var)]
+    return [var for var in _inputs_of(function) if is_epoch_state(var)]
 
 
 def streaming(iterate: Any) -> Any:

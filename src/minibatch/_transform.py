@@ -39,7 +39,6 @@ from pymc.variational.minibatch_rv import MinibatchRandomVariable, minibatch_rv
 from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import ancestors
-from pytensor.scalar import Cast
 from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.math import Dot
@@ -49,7 +48,7 @@ from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.type_other import NoneConst
 
 from minibatch._compat import TAKE_OPS
-from minibatch._gather import cast_source
+from minibatch._gather import cast_source, uncast
 from minibatch._minibatch import Minibatch
 from minibatch._total_size import implied
 
@@ -155,7 +154,7 @@ def minibatch_model(
     blockers = [v for v, n in nodes.items() if isinstance(n.op, ModelFreeRV | ModelNamed)]
     graph = list(ancestors(roots, blockers=blockers))
     inside = set(graph)
-    values = list(dict.fromkeys(_uncast(n.inputs[1]) for n in batched))
+    values = list(dict.fromkeys(uncast(n.inputs[1]) for n in batched))
     leaves = values + [
         v
         for v in dict.fromkeys(graph)
@@ -177,7 +176,7 @@ def minibatch_model(
             continue
         if obs is None and not any(out in inside for out in node.outputs):
             continue
-        length = None if obs is None else new[_uncast(obs.inputs[1])].shape[0]
+        length = None if obs is None else new[uncast(obs.inputs[1])].shape[0]
         try:
             outputs = _rowwise(node, new, length)
         except NotRowwiseError as err:
@@ -190,7 +189,7 @@ def minibatch_model(
     replacements = []
     for node in batched:
         name = node.outputs[0].name
-        value = new[_uncast(node.inputs[1])]
+        value = new[uncast(node.inputs[1])]
         if value.dtype != node.inputs[1].dtype:
             value = cast_source(value, node.inputs[1].dtype)
         rv = new[node.inputs[0]]
@@ -281,14 +280,6 @@ def _length(var: Any) -> int | None:
         return int(var.shape[0].eval())
     except Exception:  # a shape that depends on unknown inputs
         return None
-
-
-def _uncast(var: Any) -> Any:
-    while var.owner is not None and (
-        isinstance(var.owner.op, Elemwise) and isinstance(var.owner.op.scalar_op, Cast)
-    ):
-        var = var.owner.inputs[0]
-    return var
 
 
 def _batched_observations(
