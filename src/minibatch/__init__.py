@@ -51,6 +51,7 @@ Where later features plug in
   variables (``z[index_of(xb)]``).
 """
 
+from minibatch._fitting import FitReport, NotConvergedWarning, fit
 from minibatch._gather import epoch_of, index_of
 from minibatch._minibatch import Minibatch, align_minibatches
 from minibatch._observed import as_given
@@ -64,7 +65,9 @@ from minibatch._transform import minibatch_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitReport",
     "Minibatch",
+    "NotConvergedWarning",
     "SourceError",
     "TotalSizeWarning",
     "UnpairedMinibatchWarning",
@@ -73,6 +76,7 @@ __all__ = [
     "align_minibatches",
     "as_given",
     "epoch_of",
+    "fit",
     "full_data_model",
     "index_of",
     "log_likelihood",

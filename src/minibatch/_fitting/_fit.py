@@ -1,0 +1,281 @@
+"""``mb.fit``: PyMC's fit, with the averaged iterates installed and a rule that stops it.
+
+The steps are PyMC's own: :func:`fit` builds the ``Inference`` as ``pm.fit`` does and runs its
+``fit`` (or ``refine``, to continue), so everything that works with ``pm.fit`` (callbacks, the
+progress bar, ``more_replacements``, ``compile_kwargs``, streamed windows, fresh epochs) works
+the same.  The rule (:mod:`._rule`) rides along as the first callback; when the fit ends, the
+approximation's parameters are set to the average of the stationary iterates, and
+``approx.report`` (:class:`~minibatch.FitReport`) says what happened.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+from pymc.variational.inference import Inference
+
+from minibatch import _upstream
+from minibatch._fitting._report import FitReport, NotConvergedWarning
+from minibatch._fitting._rule import Averager, Rule
+from minibatch._fitting._scales import layout_of
+
+DEFAULT_CAP = 300_000
+"""Steps run at most when ``n`` is not given."""
+
+LEARNING_RATE = 0.1
+"""Adam's first step size; the rule halves it while the stationary iterates jitter too wide."""
+
+BETA2 = 0.99
+"""Adam's second-moment decay: a memory of ~100 steps, so the transient's large gradients do
+not shrink the steps for thousands of steps after it (as 0.999 does)."""
+
+_METHODS = {"advi": pm.ADVI, "fullrank_advi": pm.FullRankADVI}
+_REFUSED = {"svgd", "asvgd"}
+_FITS: weakref.WeakKeyDictionary[Inference, _Run] = weakref.WeakKeyDictionary()
+
+
+class _Run:
+    """One fit's rule and the callbacks of the user, whose ``StopIteration`` is recorded."""
+
+    def __init__(self, averager: Averager, callbacks: Sequence[Callable[..., Any]]) -> None:
+        self.averager = averager
+        self.stopped_by_callback = False
+        self.last_loss = np.nan
+        self.callbacks = [self._first, *(self._watch(cb) for cb in callbacks)]
+
+    def _first(self, approx: Any, losses: Any, i: int) -> None:
+        if losses is not None and len(losses):
+            self.last_loss = float(losses[-1])
+        self.averager(approx, losses, i)
+
+    def _watch(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        def watched(approx: Any, losses: Any, i: int) -> None:
+            try:
+                callback(approx, losses, i)
+            except StopIteration:
+                self.stopped_by_callback = True
+                raise
+
+        return watched
+
+
+def fit(
+    n: int | None = None,
+    method: str | Inference = "advi",
+    model: pm.Model | None = None,
+    *,
+    random_seed: Any = None,
+    tolerance: float = 0.1,
+    stop: bool = True,
+    start: Any = None,
+    start_sigma: Any = None,
+    inf_kwargs: dict[str, Any] | None = None,
+    obj_optimizer: Any = None,
+    callbacks: Sequence[Callable[..., Any]] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Fit a variational approximation until its averaged parameters are accurate, and say so.
+
+    Takes what :func:`pymc.fit` takes and returns the same kind of ``Approximation``, whose
+    parameters are the **average of the stationary iterates** rather than the last one, and whose
+    ``report`` attribute (:class:`~minibatch.FitReport`) records the fit.  With ``n=None`` the fit
+    runs until the iterates are stationary (split-R-hat) and the average's Monte Carlo error is
+    small against the scale of each parameter (``tolerance``), at most ``DEFAULT_CAP`` = 300,000
+    steps; a fit that ends first warns with :class:`~minibatch.NotConvergedWarning`.
+
+    Parameters
+    ----------
+    n : int, optional
+        The most steps to run (the cap); with ``stop=False``, the steps to run.
+    method : {"advi", "fullrank_advi"} or pymc Inference
+        An ``Inference`` that :func:`fit` returned (``approx.report.inference``) continues that
+        fit, as ``Inference.refine`` does: the same optimiser state, step size and average.
+    model : pymc.Model, optional
+        The model (the one in context by default).
+    random_seed : int, optional
+        Fixes every draw, and with it every step, decision and the averaged result.
+    tolerance : float
+        The root-mean-square error accepted for the averaged parameters, in q's standard
+        deviations for means and on the log scale for standard deviations; the largest error
+        over all parameters is then at most ``2.5 * tolerance`` (with probability 0.95).
+    stop : bool
+        ``False`` runs exactly ``n`` steps, still averaging (for benchmarks and comparisons).
+    start, start_sigma, inf_kwargs
+        As for :func:`pymc.fit`.
+    obj_optimizer : optional
+        A PyMC optimiser (``pm.adam(learning_rate=...)``, ...).  By default, Adam from a step of
+        0.1, halved by the rule while the stationary iterates jitter widely; a user's optimiser
+        is used as given (its step is never changed), and its iterates are still averaged and
+        the fit still stopped.
+    callbacks : list, optional
+        ``pm.fit`` callbacks, run after the rule at every step.
+    **kwargs
+        Passed to ``Inference.fit`` as ``pm.fit`` passes them: ``progressbar``, ``obj_n_mc``,
+        ``more_replacements``, ``compile_kwargs``, ``total_grad_norm_constraint``, ...
+
+    Returns
+    -------
+    Approximation
+        With the averaged parameters, the losses of every step in ``hist`` and the record of the
+        fit in ``report``.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> y = np.random.default_rng(0).normal(3.0, 1.0, size=1000)
+    >>> with pm.Model():
+    ...     mu = pm.Normal("mu", 0.0, 10.0)
+    ...     _ = pm.Normal("y", mu, 1.0, observed=mb.Minibatch(y, batch_size=100))
+    ...     approx = mb.fit(random_seed=1, progressbar=False)
+    >>> approx.report.converged
+    True
+    >>> post_sd = 1 / np.sqrt(1 / 100 + 1000)  # the exact posterior sd
+    >>> bool(abs(approx.mean.eval()[0] - y.sum() / (1000 + 1 / 100)) < 0.3 * post_sd)
+    True
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1):
+        raise ValueError(f"n must be a positive int (the most steps to run) or None, got {n!r}")
+    if not (isinstance(tolerance, float | int) and 0 < tolerance < 1):
+        raise ValueError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
+    if not stop and n is None:
+        raise ValueError("stop=False runs exactly n steps: give n")
+    _upstream.install()
+    if isinstance(method, Inference) and method in _FITS:
+        return _continue(method, n, tolerance, stop, kwargs)
+    inference = _inference(method, model, random_seed, start, start_sigma, inf_kwargs)
+    layout = layout_of(inference.approx)
+    learning_rate = None
+    if obj_optimizer is None:
+        learning_rate = {kind: _rate(kind) for kind in ("mean", "spread")}
+        obj_optimizer = _grouped_adam(layout.params[1:], learning_rate)
+    rule = Rule(tolerance=float(tolerance))
+    run = _Run(Averager(layout, rule, learning_rate, stop), callbacks or [])
+    _FITS[inference] = run
+    began = time.perf_counter()
+    inference.fit(
+        int(n or DEFAULT_CAP), obj_optimizer=obj_optimizer, callbacks=run.callbacks, **kwargs
+    )
+    return _finish(inference, run, int(n or DEFAULT_CAP), time.perf_counter() - began)
+
+
+def _rate(kind: str) -> Any:
+    value = np.asarray(LEARNING_RATE, dtype=pytensor.config.floatX)
+    return pytensor.shared(value, name=f"mb_fit_step_{kind}")
+
+
+def _grouped_adam(spreads: Sequence[Any], rates: dict[str, Any]) -> Callable[..., Any]:
+    """Adam with one step size for the spread parameters and one for everything else."""
+
+    def optimizer(grads: Sequence[Any], params: Sequence[Any]) -> dict[Any, Any]:
+        updates: dict[Any, Any] = {}
+        for grad, param in zip(grads, params, strict=True):
+            rate = rates["spread"] if any(param is p for p in spreads) else rates["mean"]
+            updates.update(pm.adam([grad], [param], learning_rate=rate, beta2=BETA2))
+        return updates
+
+    return optimizer
+
+
+def _inference(
+    method: str | Inference,
+    model: pm.Model | None,
+    random_seed: Any,
+    start: Any,
+    start_sigma: Any,
+    inf_kwargs: dict[str, Any] | None,
+) -> Inference:
+    """The ``Inference`` that ``pm.fit`` would build for these arguments."""
+    if isinstance(method, Inference):
+        return method
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method must be 'advi', 'fullrank_advi' or a pymc Inference, got {method!r}"
+        )
+    name = method.lower()
+    if name in _REFUSED:
+        raise NotImplementedError(
+            f"mb.fit does not run {method!r} yet: its particles have no average to converge; "
+            "use pm.fit for SVGD and ASVGD"
+        )
+    if name not in _METHODS:
+        raise KeyError(
+            f"method must be one of {sorted(_METHODS)} or a pymc Inference, got {method!r}"
+        )
+    options = dict(inf_kwargs or {})
+    if random_seed is not None:
+        options["random_seed"] = random_seed
+    if start is not None:
+        options["start"] = start
+    if start_sigma is not None:
+        if name != "advi":
+            raise NotImplementedError("start_sigma is only available for method 'advi'")
+        options["start_sigma"] = start_sigma
+    return _METHODS[name](model=pm.modelcontext(model), **options)
+
+
+def _continue(
+    inference: Inference, n: int | None, tolerance: float, stop: bool, kwargs: dict[str, Any]
+) -> Any:
+    """Run more steps of a fit that :func:`fit` made, from its last iterate."""
+    if kwargs.keys() - {"progressbar"}:
+        raise TypeError(
+            "continuing a fit reuses its compiled step: only n, tolerance, stop and progressbar "
+            f"can be given, not {sorted(kwargs.keys() - {'progressbar'})}"
+        )
+    run = _FITS[inference]
+    averager = run.averager
+    averager.stop = stop
+    averager.threshold = Rule(tolerance=float(tolerance)).threshold(averager.layout.size)
+    averager.report.threshold = averager.threshold
+    averager.layout.write(averager.last)
+    cap = int(n or DEFAULT_CAP)
+    began = time.perf_counter()
+    inference.refine(cap, progressbar=kwargs.get("progressbar", True))
+    return _finish(inference, run, cap, time.perf_counter() - began, steps_before=averager.steps)
+
+
+def _finish(
+    inference: Inference, run: _Run, cap: int, seconds: float, steps_before: int = 0
+) -> Any:
+    """Install the average, complete the loss history, fill and attach the report; warn."""
+    averager = run.averager
+    approx = inference.approx
+    done = averager.steps - steps_before
+    if len(inference.hist) == averager.steps - 1:  # PyMC drops the loss of a stopping step
+        inference.hist = np.append(inference.hist, run.last_loss)
+    approx.hist = inference.hist
+    averager.layout.write(averager.average())
+    report: FitReport = averager.summarise()
+    report.seconds += seconds
+    report.inference = inference
+    if averager.converged and averager.stop:
+        report.reason = "converged"
+    elif run.stopped_by_callback:
+        report.reason = "callback"
+    elif done >= cap:
+        report.reason = "cap" if averager.stop else "fixed"
+    else:
+        report.reason = "interrupted"
+    approx.report = report
+    if (averager.stop and not report.converged) or report.reason == "interrupted":
+        what = {
+            "cap": f"reached its cap of {cap} steps",
+            "callback": "was stopped by a callback",
+            "interrupted": "was interrupted",
+        }.get(report.reason, report.reason)
+        warnings.warn(
+            f"mb.fit {what} before the iterates' average met its tolerance; the approximation "
+            f"holds the average so far. {report.summary()}. Continue with "
+            "mb.fit(n, method=approx.report.inference).",
+            NotConvergedWarning,
+            stacklevel=3,
+        )
+    run.stopped_by_callback = False
+    return approx

@@ -1,0 +1,70 @@
+"""What a fit by :func:`minibatch.fit` did, and the warning it gives when it did not converge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class NotConvergedWarning(UserWarning):
+    """An :func:`minibatch.fit` ended before its stopping rule was met.
+
+    The approximation holds the average of the iterates so far; ``approx.report`` says why the
+    fit ended (``reason``) and how far it was (``rhat``, ``mcse``, ``ess``, ``steps``).
+    """
+
+
+@dataclass
+class FitReport:
+    """The record of an :func:`minibatch.fit`, kept as ``approx.report``.
+
+    Attributes
+    ----------
+    converged : bool
+        Whether the stopping rule was met (stationary iterates, MCSE and ESS within bounds).
+    reason : str
+        ``"converged"``, ``"cap"`` (``n`` steps done first), ``"fixed"`` (the rule was off),
+        ``"interrupted"`` or ``"callback"`` (a callback raised ``StopIteration``).
+    steps : int
+        Optimiser steps done, over every call that continued this fit.
+    seconds : float
+        Wall time of the steps (compilation included), for information only: no decision reads it.
+    averaged : int
+        How many iterates the installed average is taken over.
+    rhat, mcse, ess : dict
+        The largest split-R-hat, the largest MCSE (in the watched units: q's sd for means, log sd
+        for spreads) and the smallest ESS of the averaging window, each for ``"mean"`` and
+        ``"spread"`` parameters.
+    threshold : float
+        The MCSE every watched parameter had to reach.
+    step_sizes : list of (int, dict)
+        The step at which each pair of step sizes began, ``{"mean": ..., "spread": ...}`` (empty
+        when the optimiser is the user's).
+    inference : pymc Inference
+        The inference object: pass it as ``method=`` to continue this fit.
+    """
+
+    converged: bool = False
+    reason: str = "cap"
+    steps: int = 0
+    seconds: float = 0.0
+    averaged: int = 0
+    rhat: dict[str, float] = field(default_factory=dict)
+    mcse: dict[str, float] = field(default_factory=dict)
+    ess: dict[str, float] = field(default_factory=dict)
+    threshold: float = float("nan")
+    step_sizes: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    inference: Any = field(default=None, repr=False)
+
+    def summary(self) -> str:
+        """One line: converged or not, steps, and the figures the rule reads."""
+
+        def fmt(d: dict[str, float]) -> str:
+            return ", ".join(f"{k} {v:.3g}" for k, v in d.items()) or "n/a"
+
+        state = "converged" if self.converged else f"NOT converged ({self.reason})"
+        return (
+            f"{state} after {self.steps} steps ({self.averaged} averaged); "
+            f"R-hat max: {fmt(self.rhat)}; MCSE max: {fmt(self.mcse)} "
+            f"(threshold {self.threshold:.3g}); ESS min: {fmt(self.ess)}"
+        )
