@@ -1,4 +1,4 @@
-"""Checks each row of the README's comparison with ``pm.Minibatch``; run it to re-verify.
+"""Checks each row of docs/compatibility.md's comparison with ``pm.Minibatch``; run it to re-verify.
 
 ``python docs/compare_pymc.py`` prints one line per case: what pm.Minibatch does, what
 mb.Minibatch does.  Exceptions are shown by type and the start of their message.

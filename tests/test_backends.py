@@ -152,7 +152,7 @@ def test_svgd_particles_ignore_numpy_global_state(conjugate):
 
 
 def test_floatx_float32_on_c_and_numba():
-    """JAX under float32 is left out: pytensor then runs JAX without x64 (see the README)."""
+    """JAX under float32 is left out: pytensor then runs JAX without x64 (docs/compatibility.md)."""
     y = np.random.default_rng(0).normal(size=500)
     with pytensor.config.change_flags(floatX="float32"):
         yb = mb.Minibatch(y, batch_size=50)

@@ -1,99 +1,76 @@
-"""The README keeps its promises: its commands are CI's, its example runs, its table is measured."""
+"""The README is a front door that keeps its promises: its two commands open it and are CI's,
+its example runs and is the docs' front page's, its links lead somewhere, and it stays short."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+import tomllib
 from pathlib import Path
-
-import numpy as np
 
 import minibatch as mb
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+FENCES = re.findall(r"```(\w+)\n(.*?)\n```", README, flags=re.S)
+EXAMPLE = next(body for lang, body in FENCES if lang == "python")
+LINKS = re.findall(r"\]\(([^)\s]+)\)", README)
+
+
+def test_readme_starts_with_the_two_commands():
+    """The first two blocks: the demo, then the test suite (what a fresh machine runs)."""
+    (lang0, demo), (lang1, tests) = FENCES[:2]
+    assert (lang0, lang1) == ("bash", "bash")
+    assert demo.strip() == (
+        'python3 -m venv .venv && .venv/bin/pip install ".[demo]" '
+        "&& .venv/bin/python -m minibatch.demo"
+    )
+    assert tests.strip() == (
+        'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest'
+    )
+    assert README.index("```bash") < README.index("\n## "), "the commands come first"
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
-    bash_blocks = re.findall(r"```bash\n(.*?)\n```", README, flags=re.S)
-    assert len(bash_blocks) >= 2
-    test_command = bash_blocks[1].strip()
-    assert "pytest" in test_command
+    test_command = FENCES[1][1].strip()
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
-    assert "minibatch.demo" in bash_blocks[0]
 
 
 def test_usage_example_runs():
-    code = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)[0]
     namespace: dict = {}
-    exec(compile(code.replace("10_000", "2_000"), "README.md", "exec"), namespace)
+    exec(compile(EXAMPLE.replace("10_000", "2_000"), "README.md", "exec"), namespace)
     assert len(namespace["approx"].hist) == 2_000
 
 
-def test_out_of_core_example_runs(tmp_path, monkeypatch):
-    """The second example, on a 1,000,000-row memmap and Zarr store written here."""
-    import pymc as pm
-    import zarr
-
-    from minibatch._gather import source_of
-    from minibatch._stream import stream_of
-
-    code = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)[1]
-    monkeypatch.chdir(tmp_path)
-    n, rng = 1_000_000, np.random.default_rng(0)
-    x = np.lib.format.open_memmap("X.npy", mode="w+", dtype="float64", shape=(n, 3))
-    x[:] = rng.normal(size=(n, 3))
-    y = zarr.create_array(store="y.zarr", shape=(n,), chunks=(50_000,), dtype="float64")
-    y[:] = x @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=n)
-    x.flush()
-    del x
-    namespace: dict = {"np": np, "pm": pm, "zarr": zarr, "mb": mb}
-    exec(compile(code, "README.md", "exec"), namespace)
-    stream = stream_of(source_of(namespace["Xb"])[0])
-    assert stream.n_rows == n and stream.window_rows < n // 8
-    assert stream.windows > 10_000 // stream.steps_per_window
-    # posterior sds are ~0.001; 0.05 leaves room for the SGD noise only
-    np.testing.assert_allclose(namespace["approx"].mean.eval(), [1.0, -2.0, 0.5], atol=0.05)
+def test_usage_example_is_the_docs_front_page_and_getting_started_example():
+    for page in ("index.md", "getting_started.md"):
+        assert f"```python\n{EXAMPLE}\n```" in (ROOT / "docs" / page).read_text(), page
 
 
-def test_comparison_table_is_what_the_script_prints():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "docs" / "compare_pymc.py")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    lines = iter(out.splitlines()[1:])
-    results = {name: (next(lines), next(lines)) for name in lines}
-    pm_fails = [
-        "advi_tuple_total_size",
-        "int64_poisson",
-        "numpy_int_batch_size",
-        "obj_n_mc_3",
-        "replace_by_other_length",
-        "short_total_size_tuple",
-        "svgd",
-        "jax_prior_predictive",
-    ]
-    for case in pm_fails:
-        pm_line, mb_line = results[case]
-        assert "ok:" not in pm_line and "ok:" in mb_line, case
-    pm_line, mb_line = results["normalising_constant_int_rank2"]
-    assert "ok: 320 " in pm_line and "ok: 8 " in mb_line
-    pm_line, mb_line = results["mismatched_lengths"]
-    assert "accepted" in pm_line and "ValueError: data argument 1" in mb_line
+def test_readme_is_short_with_one_example():
+    assert len(README.splitlines()) <= 100
+    assert [lang for lang, _ in FENCES] == ["bash", "bash", "python"]
+    assert "|---|" in README and README.count("\n|") <= 6, "one table: the supported versions"
 
 
-def test_readme_model_once_example_runs():
-    """The third example: minibatch_model with epochs fits; the local-latent model builds."""
-    import pymc as pm
+def test_links_lead_to_files_and_anchors_that_exist():
+    local = [link for link in LINKS if not link.startswith("https://")]
+    assert {"docs/api.md", "docs/getting_started.md", "CHANGELOG.md"} <= set(local)
+    for link in local:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.is_file(), link
+        if anchor:
+            headings = re.findall(r"^#+ (.*)$", target.read_text(), flags=re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+            assert anchor in slugs, link
 
-    code = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)[2]
-    namespace: dict = {"np": np, "pm": pm, "mb": mb}
-    exec(compile(code, "README.md", "exec"), namespace)
-    # posterior sds are ~0.01; 0.05 leaves room for the SGD noise only
-    np.testing.assert_allclose(namespace["approx"].mean.eval(), [1.0, -2.0], atol=0.05)
-    point = {"w": np.array([0.3, -0.2])}
-    full = mb.full_data_model(namespace["mini"]).compile_logp()(point)
-    np.testing.assert_allclose(full, namespace["model"].compile_logp()(point), rtol=1e-10)
+
+def test_supported_versions_are_the_packages():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pythons = [c.rsplit(" ", 1)[1] for c in meta["classifiers"] if c.startswith("Programming")]
+    rows = re.findall(r"^\| CPython (3\.\d+) \| ([\d.x]+) .*?\| ([\d.x]+) ", README, flags=re.M)
+    assert [python for python, _, _ in rows] == pythons
+    for python, pymc, pytensor in rows:
+        wanted = {"3.11": ("5.28.x", "2.38.x")}.get(python, ("6.4.x", "3.3.x"))
+        assert (pymc, pytensor) == wanted, python
+    assert mb.__version__ in (ROOT / "CHANGELOG.md").read_text()

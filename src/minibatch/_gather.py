@@ -232,6 +232,21 @@ def epoch_of(batch: Any) -> int:
     (``callbacks=[lambda approx, losses, i: ...]``).  A fresh ``pm.fit`` starts a fresh epoch;
     ``refine`` continues.  With several subsampled axes this is the first axis's count.
 
+    Parameters
+    ----------
+    batch : Minibatch
+        A batch of a ``sampling="epoch"`` call.
+
+    Returns
+    -------
+    int
+        Passes finished so far.
+
+    Raises
+    ------
+    ValueError
+        ``batch`` is not drawn by an epoch index.
+
     Examples
     --------
     >>> import numpy as np, pytensor, minibatch as mb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from numbers import Real
 from typing import Any
@@ -311,6 +312,30 @@ def _check_streamable(axes: list, options: dict[str, Any]) -> None:
         )
 
 
+def _signature() -> inspect.Signature:
+    """``Minibatch(*data, batch_size=128, ...)`` as ``help()`` and the docs show it.
+
+    ``Minibatch.__new__`` takes ``*data, **kwargs`` (it tells a legacy call from a new one and
+    pytensor's cloning from both); the keywords it accepts are ``build``'s.
+
+    >>> str(_signature()).startswith("(*data, batch_size=128, dtype=None")
+    True
+    """
+    shown = {"batch_size": 128, "random_seed": None}
+    return inspect.Signature(
+        [
+            parameter.replace(
+                default=shown.get(parameter.name, parameter.default),
+                annotation=inspect.Parameter.empty,
+            )
+            for parameter in inspect.signature(build).parameters.values()
+        ]
+    )
+
+
+Minibatch.__signature__ = _signature()  # type: ignore[attr-defined]
+
+
 def _split_positional_batch_size(data: tuple, batch_size: Any) -> tuple[tuple, Any]:
     if len(data) < 2 or not _looks_like_spec(data[1]):
         return data, batch_size
@@ -354,6 +379,27 @@ def align_minibatches(batches: Iterable[Any] | None = None) -> None:
     index, and separate calls with the same int ``random_seed`` and batch size over data of the
     same length share one index too, whatever PyMC reseeds.  There is nothing left to reset;
     arguments that are not minibatches are still refused, as before.
+
+    Parameters
+    ----------
+    batches : iterable of Minibatch, optional
+        The minibatches to check.
+
+    Raises
+    ------
+    TypeError
+        An entry is not a ``Minibatch``.
+
+    Examples
+    --------
+    >>> import numpy as np, minibatch as mb
+    >>> xb = mb.Minibatch(np.arange(10.0), 2, random_seed=3)  # legacy form
+    >>> yb = mb.Minibatch(np.arange(10.0), 2, random_seed=3)  # same seed: the same index
+    >>> mb.align_minibatches([xb, yb])  # nothing left to do
+    >>> mb.align_minibatches([np.zeros(3)])
+    Traceback (most recent call last):
+    ...
+    TypeError: array([0., 0., 0.]) is not a Minibatch
     """
     for batch in batches or ():
         if not isinstance(batch, Minibatch):

@@ -59,6 +59,16 @@ def as_given(total_size: Any) -> AsGiven:
     rows are themselves a sample of a larger population, or the density is deliberately
     tempered.  ``as_given(None)`` leaves the density unscaled.
 
+    Parameters
+    ----------
+    total_size : int, tuple, pm.Data shape or None
+        Any of PyMC's forms of ``total_size``; ``None`` for no scaling.
+
+    Returns
+    -------
+    AsGiven
+        A marker to pass as ``total_size=``.
+
     Examples
     --------
     >>> import numpy as np, pymc as pm, minibatch as mb

@@ -27,7 +27,28 @@ from minibatch._ops import is_ours
 
 
 class UnpairedMinibatchWarning(UserWarning):
-    """An observed density combines minibatches of equal length drawn by different indices."""
+    """An observed density combines minibatches of equal length drawn by different indices.
+
+    Batches of separate ``Minibatch`` calls are drawn by separate indices, so their rows do not
+    belong together; build data that belongs together in one call
+    (``Minibatch(x, y, batch_size=...)``).  See ``docs/pairing.md``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> x, y = np.arange(100.0), 2 * np.arange(100.0)
+    >>> xb, yb = mb.Minibatch(x, batch_size=10), mb.Minibatch(y, batch_size=10)
+    >>> with pm.Model(), warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     obs = pm.Normal("y", pm.Normal("w", 0, 1) * xb, 1, observed=yb)
+    >>> any(issubclass(w.category, mb.UnpairedMinibatchWarning) for w in caught)
+    True
+    >>> xb, yb = mb.Minibatch(x, y, batch_size=10)  # one call, one index: no warning
+    >>> with pm.Model(), warnings.catch_warnings():
+    ...     warnings.simplefilter("error", mb.UnpairedMinibatchWarning)
+    ...     obs = pm.Normal("y", pm.Normal("w", 0, 1) * xb, 1, observed=yb)
+    """
 
 
 def _draws(graph: list[Any]) -> dict[tuple[int, int], dict[Any, list[str]]]:

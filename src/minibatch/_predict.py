@@ -124,6 +124,20 @@ def log_likelihood(idata: Any, model: Model | None = None, **kwargs: Any) -> Any
     ``pm.compute_log_likelihood`` (by default the ``log_likelihood`` group is added to
     ``idata``, which is returned).
 
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Posterior draws, e.g. ``approx.sample(...)`` or ``pm.sample`` of the full-data model.
+    model : pymc.Model, optional
+        The minibatch model; the one of the enclosing ``with`` block by default.
+    **kwargs
+        Passed to ``pm.compute_log_likelihood``.
+
+    Returns
+    -------
+    arviz.InferenceData
+        With the pointwise log-likelihood of every observation.
+
     Examples
     --------
     >>> import numpy as np, pymc as pm, minibatch as mb

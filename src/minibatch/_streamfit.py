@@ -33,6 +33,30 @@ class WindowRefresh:
     ``pm.fit`` adds it by itself; it is public for loops that call a compiled step function
     directly: call it once after each step (the first call starts the reader threads), and
     :meth:`close` it after the loop.
+
+    Parameters
+    ----------
+    streams : sequence of Stream
+        The streams the loop's compiled function reads (``minibatch._streamfit.streams_in``
+        finds them).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> from minibatch._streamfit import streams_in
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.npy"
+    >>> np.save(path, np.arange(1000.0))
+    >>> xb = mb.Minibatch(np.load(path, mmap_mode="r"), batch_size=10, window=100)
+    >>> draw = pm.compile([], xb, random_seed=0)
+    >>> refresh = mb.WindowRefresh(streams_in(draw))
+    >>> seen = set()
+    >>> for _ in range(100):
+    ...     seen.update(draw().tolist())
+    ...     refresh(None)  # after each step; the first call starts the reader
+    >>> refresh.close()
+    >>> len(seen) > 100  # rows from more than one window of 100
+    True
     """
 
     def __init__(self, streams: Sequence[Stream]) -> None:

@@ -29,7 +29,27 @@ from minibatch._stream import stream_of
 
 
 class TotalSizeWarning(UserWarning):
-    """A minibatch observation whose density minibatch could not scale for you."""
+    """A minibatch observation whose density minibatch could not scale for you.
+
+    Data computed from a batch (``xb * 2``) is accepted as observed data, but its length is
+    not known to be the stored data's: without ``total_size`` it warns, and so does
+    ``pm.fit(more_replacements={data: batch})`` on an observed variable without ``total_size``.
+    Give ``total_size``, or ``total_size=mb.as_given(None)`` to leave the density unscaled.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> xb = mb.Minibatch(np.arange(100.0), batch_size=10)
+    >>> with pm.Model(), warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     obs = pm.Normal("y", 0, 1, observed=xb * 2)
+    >>> any(issubclass(w.category, mb.TotalSizeWarning) for w in caught)
+    True
+    >>> with pm.Model(), warnings.catch_warnings():
+    ...     warnings.simplefilter("error", mb.TotalSizeWarning)
+    ...     obs = pm.Normal("y", 0, 1, observed=xb * 2, total_size=100)  # no warning
+    """
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,38 @@ ACCEPTED = (
 
 
 class SourceError(RuntimeError):
-    """A source failed while it was being read (file removed, cluster lost, ...)."""
+    """A source failed while it was being read (file removed, cluster lost, ...).
+
+    Raised from inside ``pm.fit`` by the window reader: the message names the source and the
+    rows that failed.
+
+    Attributes
+    ----------
+    approx : pymc.variational.approximations.Approximation
+        The fit so far, when a read fails after the fit's first step (a failure of the first
+        window, read before the first step, has none).
+
+    Examples
+    --------
+    NaN written into a memmap after the minibatch was built stops the fit at the first window
+    that holds it:
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np, pymc as pm, minibatch as mb
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "y.npy"
+    >>> y = np.lib.format.open_memmap(path, mode="w+", dtype="float64", shape=(1000,))
+    >>> y[:] = np.random.default_rng(0).normal(size=1000)
+    >>> yb = mb.Minibatch(np.load(path, mmap_mode="r"), batch_size=20, window=100)
+    >>> y[500:600] = np.nan
+    >>> y.flush()
+    >>> with pm.Model():
+    ...     obs = pm.Normal("y", pm.Normal("mu", 0, 10), 2.0, observed=yb)
+    ...     try:
+    ...         pm.fit(2000, random_seed=1, progressbar=False)
+    ...     except mb.SourceError as err:
+    ...         print("NaN entries in rows read" in str(err))
+    True
+    """
 
 
 class _DetectedError(Exception):

@@ -130,6 +130,21 @@ def parquet(
         A selected column is not boolean, integer or floating point.
     ImportError
         pyarrow is not installed.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import numpy as np, pyarrow as pa, pyarrow.parquet as pq, minibatch as mb
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.parquet"
+    >>> table = pa.table({"x": np.arange(100.0), "y": 2 * np.arange(100.0)})
+    >>> pq.write_table(table, path, row_group_size=25)
+    >>> source = mb.parquet(path, columns=["x", "y"])
+    >>> source.shape, source.chunks
+    ((100, 2), (25, 25, 25, 25))
+    >>> xb = mb.Minibatch(source, batch_size=10, window=50)
+    >>> rows = xb.eval()
+    >>> rows.shape, bool((rows[:, 1] == 2 * rows[:, 0]).all())
+    ((10, 2), True)
     """
     path = Path(os.fspath(path))
     return _parquet(path, columns, f"mb.parquet({str(path)!r})")
