@@ -11,6 +11,20 @@ class NotConvergedWarning(UserWarning):
 
     The approximation holds the average of the iterates so far; ``approx.report`` says why the
     fit ended (``reason``) and how far it was (``rhat``, ``mcse``, ``ess``, ``steps``).
+
+    Examples
+    --------
+    >>> import warnings, numpy as np, pymc as pm, minibatch as mb
+    >>> with pm.Model():
+    ...     mu = pm.Normal("mu")
+    ...     _ = pm.Normal("y", mu, 1.0, observed=np.zeros(10))
+    ...     with warnings.catch_warnings(record=True) as caught:
+    ...         warnings.simplefilter("always")
+    ...         approx = mb.fit(100, random_seed=0, progressbar=False)  # far too few steps
+    >>> [w.category.__name__ for w in caught if issubclass(w.category, mb.NotConvergedWarning)]
+    ['NotConvergedWarning']
+    >>> approx.report.reason, approx.report.steps
+    ('cap', 100)
     """
 
 
@@ -42,6 +56,19 @@ class FitReport:
         when the optimiser is the user's).
     inference : pymc Inference
         The inference object: pass it as ``method=`` to continue this fit.
+
+    Examples
+    --------
+    >>> from minibatch import FitReport
+    >>> report = FitReport(converged=True, reason="converged", steps=5000, averaged=3200,
+    ...                    rhat={"mean": 1.01}, mcse={"mean": 0.04}, ess={"mean": 600.0},
+    ...                    threshold=0.058)
+    >>> for part in report.summary().split("; "):
+    ...     print(part)
+    converged after 5000 steps (3200 averaged)
+    R-hat max: mean 1.01
+    MCSE max: mean 0.04 (threshold 0.058)
+    ESS min: mean 600
     """
 
     converged: bool = False
