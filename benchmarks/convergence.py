@@ -5,7 +5,8 @@ size where it is exact to well under 0.1 posterior sd; no reference comes from a
 run.  For each fit: the RMS and largest error of the means in posterior sds, the RMS and
 largest ``|log(sd / sd_ref)|`` (``sd_ref`` the mean-field optimum: ``1 / sqrt(diag precision)``),
 steps and wall time.  ``python benchmarks/convergence.py`` prints the table and writes
-``docs/convergence.json``; ``--quick`` runs one seed of the small models.
+``docs/convergence.json`` (``--table`` prints the table of that file again, ``--plot PATH`` draws
+one fit's loss, R-hat and step sizes).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import pymc as pm
 
 import minibatch as mb
+from minibatch import demo
 
 GOAL = {"mean_rms": 0.1, "mean_max": 0.3, "logsd_rms": 0.1, "logsd_max": 0.25}
 RATES = (1e-1, 1e-2, 1e-3, 1e-4)
@@ -69,29 +71,10 @@ def regression(rng: np.random.Generator) -> Case:
 
 def seeds(rng: np.random.Generator) -> Case:
     """The seeds' model: per-column mean and sd of 40000 x 100 data; Laplace in (mu, log sd)."""
-    n, k = 40_000, 100
-    data = rng.random((n, k)) * rng.integers(1, 10, size=k) + rng.random(k) * 10
-    with pm.Model() as model:
-        mu = pm.Normal("mu", 0, sigma=1e5, shape=k)
-        sd = pm.HalfNormal("sd", shape=k)
-        pm.Normal("lik", mu, sigma=sd, observed=mb.Minibatch(data, batch_size=500))
-    # Unconstrained log density per column: N(mu; 0, 1e5) + HalfNormal(e^t) + t (Jacobian) +
-    # sum_i N(y_i; mu, e^t).  Its mode by Newton, then the Hessian there.
-    mean, ss = data.mean(0), ((data - data.mean(0)) ** 2).sum(0)
-    mu_hat, t = mean.copy(), np.log(data.std(0))
-    for _ in range(50):
-        s2 = np.exp(2 * t)
-        q = ss + n * (mean - mu_hat) ** 2
-        g_mu, g_t = n * (mean - mu_hat) / s2 - mu_hat / 1e10, -n + q / s2 - s2 + 1
-        h_mm, h_tt, h_mt = -n / s2 - 1e-10, -2 * q / s2 - 2 * s2, -2 * n * (mean - mu_hat) / s2
-        det = h_mm * h_tt - h_mt**2
-        mu_hat -= (h_tt * g_mu - h_mt * g_t) / det
-        t -= (h_mm * g_t - h_mt * g_mu) / det
-    s2 = np.exp(2 * t)
-    prec_mu, prec_t = n / s2 + 1e-10, 2 * ss / s2 + 2 * s2
-    means = np.concatenate([mu_hat, t])
-    sds = 1 / np.sqrt(np.concatenate([prec_mu, prec_t]))  # the Hessian is diagonal at the mode
-    return Case("the seeds' model (40000 x 100, batch 500)", model, means, sds, sds)
+    data = demo.make_data(40_000, 100)  # the draws of rng = default_rng(0), as the demo's
+    model = demo.model_of(data, mb.Minibatch(data, batch_size=500))
+    mean, sds = demo.reference(data)  # the Hessian is diagonal at the mode
+    return Case("the seeds' model (40000 x 100, batch 500)", model, mean, sds, sds)
 
 
 def logistic(rng: np.random.Generator) -> Case:
@@ -204,13 +187,84 @@ def fits() -> list[tuple[str, dict[str, object]]]:
     return [*out, ("mb.fit()", {})]
 
 
+def table(rows: list[dict[str, object]]) -> str:
+    """The docs' Markdown table: per model and fit, the worst figure over the seeds."""
+    lines = [
+        "| model | fit | mean err RMS | mean err max | log-sd RMS | log-sd max | steps | s "
+        "| goal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys: list[tuple[str, str]] = []
+    for row in rows:
+        key = (str(row["model"]), str(row["fit"]))
+        if key not in keys:
+            keys.append(key)
+    for model, label in keys:
+        group = [r for r in rows if (r["model"], r["fit"]) == (model, label)]
+
+        def worst(name: str, group: list[dict[str, object]] = group) -> str:
+            return f"{max(float(r[name]) for r in group):.3g}"  # type: ignore[arg-type]
+
+        steps = sorted(int(r["steps"]) for r in group)  # type: ignore[call-overload]
+        seconds = np.mean([float(r["seconds"]) for r in group])  # type: ignore[arg-type]
+        met = sum(bool(r["meets"]) for r in group)
+        step_text = f"{steps[0]:,}-{steps[-1]:,}" if steps[0] != steps[-1] else f"{steps[0]:,}"
+        lines.append(
+            f"| {model} | {label} | {worst('mean_rms')} | {worst('mean_max')} | "
+            f"{worst('logsd_rms')} | {worst('logsd_max')} | {step_text} | {seconds:.1f} | "
+            f"{met}/{len(group)} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(path: str, seed: int = 1) -> None:
+    """Loss, largest R-hat and the two step sizes against steps, for mb.fit on the regression."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    case = regression(np.random.default_rng(0))
+    with case.model:
+        approx = mb.fit(random_seed=seed, progressbar=False)
+    history = approx.report.history
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
+    window = 500
+    loss = np.convolve(approx.hist, np.ones(window) / window, mode="valid")
+    axes[0].plot(np.arange(window, len(approx.hist) + 1), loss)
+    axes[0].set(ylabel=f"loss ({window}-step mean)", yscale="log")
+    for kind in ("mean", "spread"):
+        axes[1].plot(steps, [h[f"rhat_{kind}"] for h in history], ".-", label=kind)
+        axes[2].step(steps, [h[f"step_{kind}"] for h in history], where="post", label=kind)
+    axes[1].axhline(1.1, color="grey", lw=0.8)
+    axes[1].set(ylabel="largest split-R-hat", yscale="log")
+    axes[2].set(ylabel="Adam step size", yscale="log", xlabel="optimiser steps")
+    for ax in axes[1:]:
+        ax.legend()
+    report = approx.report
+    axes[0].set_title(f"mb.fit, {case.name}:\n{report.reason} after {report.steps:,} steps")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--only-mb", action="store_true", help="run mb.fit() alone")
     parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs/convergence.json"))
+    parser.add_argument("--table", action="store_true", help="print the table of --out; no fit")
+    parser.add_argument("--plot", help="write the plot of one mb.fit to this PNG; no table")
     args = parser.parse_args(argv)
+    if args.table:
+        rows = json.loads(Path(args.out).read_text())
+        print(table(rows))
+        return rows
+    if args.plot:
+        plot(args.plot)
+        return []
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     logging.getLogger("pymc").setLevel(logging.ERROR)
     rows = []
@@ -230,6 +284,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
                     flush=True,
                 )
     Path(args.out).write_text(json.dumps(rows, indent=1))
+    print(table(rows))
     return rows
 
 

@@ -54,6 +54,10 @@ class FitReport:
     step_sizes : list of (int, dict)
         The step at which each pair of step sizes began, ``{"mean": ..., "spread": ...}`` (empty
         when the optimiser is the user's).
+    history : list of dict
+        One entry per decision of the rule: ``step``, ``stationary``, the step sizes
+        (``step_mean``, ``step_spread``) and the window's largest ``rhat_*``, ``mcse_*`` and
+        ``jitter_*`` and smallest ``ess_*`` for means and spreads (R-hat alone while searching).
     inference : pymc Inference
         The inference object: pass it as ``method=`` to continue this fit.
 
@@ -81,6 +85,7 @@ class FitReport:
     ess: dict[str, float] = field(default_factory=dict)
     threshold: float = float("nan")
     step_sizes: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
     inference: Any = field(default=None, repr=False)
 
     def summary(self) -> str:

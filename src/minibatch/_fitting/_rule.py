@@ -91,7 +91,7 @@ class Averager:
         self.converged = False
         self.last: np.ndarray = layout.read()
         self.report = FitReport(threshold=self.threshold)
-        self.history: list[dict[str, Any]] = []
+        self.history = self.report.history
         if learning_rate is not None:
             self.report.step_sizes.append((0, self._rates()))
         self._new_window()
