@@ -103,7 +103,7 @@ def test_interrupt_returns_the_average_and_a_fit_continues(model, conjugate):
     report = approx.report
     assert report.reason == "interrupted" and report.steps == 1500 and len(approx.hist) == 1500
     averaged = approx.mean.eval().copy()
-    state = mb._fitting._fit._FITS[report.inference].averager
+    state = report.inference._minibatch_fit_run.averager
     assert not np.array_equal(averaged, state.last[:1])  # the average, not the last iterate
     with warnings.catch_warnings():
         warnings.simplefilter("error", mb.NotConvergedWarning)
@@ -159,3 +159,17 @@ def test_pm_fit_is_unchanged(model):
 def test_bad_arguments_are_refused_by_name(model, kwargs, error, match):
     with model, pytest.raises(error, match=match):
         mb.fit(progressbar=False, **kwargs)
+
+
+def test_a_finished_fit_is_not_kept_alive(model):
+    """The rule's state lives on the Inference, not in a registry: it goes with the fit."""
+    import gc
+    import weakref
+
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore", mb.NotConvergedWarning)
+        approx = mb.fit(200, random_seed=1, progressbar=False)
+    alive = weakref.ref(approx.report.inference)
+    del approx
+    gc.collect()
+    assert alive() is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,7 +37,7 @@ not shrink the steps for thousands of steps after it (as 0.999 does)."""
 
 _METHODS = {"advi": pm.ADVI, "fullrank_advi": pm.FullRankADVI}
 _REFUSED = {"svgd", "asvgd"}
-_FITS: weakref.WeakKeyDictionary[Inference, _Run] = weakref.WeakKeyDictionary()
+_RUN = "_minibatch_fit_run"  # the attribute of an Inference that holds its mb.fit state
 
 
 class _Run:
@@ -147,7 +146,7 @@ def fit(
     if not stop and n is None:
         raise ValueError("stop=False runs exactly n steps: give n")
     _upstream.install()
-    if isinstance(method, Inference) and method in _FITS:
+    if isinstance(method, Inference) and hasattr(method, _RUN):
         return _continue(method, n, tolerance, stop, kwargs)
     inference = _inference(method, model, random_seed, start, start_sigma, inf_kwargs)
     layout = layout_of(inference.approx)
@@ -157,7 +156,7 @@ def fit(
         obj_optimizer = _grouped_adam(layout.params[1:], learning_rate)
     rule = Rule(tolerance=float(tolerance))
     run = _Run(Averager(layout, rule, learning_rate, stop), callbacks or [])
-    _FITS[inference] = run
+    setattr(inference, _RUN, run)  # on the object, not in a registry: it dies with the fit
     began = time.perf_counter()
     inference.fit(
         int(n or DEFAULT_CAP), obj_optimizer=obj_optimizer, callbacks=run.callbacks, **kwargs
@@ -229,7 +228,7 @@ def _continue(
             "continuing a fit reuses its compiled step: only n, tolerance, stop and progressbar "
             f"can be given, not {sorted(kwargs.keys() - {'progressbar'})}"
         )
-    run = _FITS[inference]
+    run: _Run = getattr(inference, _RUN)
     averager = run.averager
     averager.stop = stop
     averager.threshold = Rule(tolerance=float(tolerance)).threshold(averager.layout.size)
