@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3])
-    parser.add_argument("--only-mb", action="store_true", help="run mb.fit() alone")
+    parser.add_argument(
+        "--only-mb", action="store_true", help="run mb.fit() alone; keep the file's other rows"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs/convergence.json"))
     parser.add_argument("--table", action="store_true", help="print the table of --out; no fit")
     parser.add_argument("--plot", help="write the plot of one mb.fit to this PNG; no table")
@@ -283,6 +285,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
                     f"{row['seconds']:.1f}s {'ok' if row['meets'] else '--'}",
                     flush=True,
                 )
+    if args.only_mb and Path(args.out).exists():  # keep the other fits' rows of the file
+        kept = [r for r in json.loads(Path(args.out).read_text()) if r["fit"] != "mb.fit()"]
+        rows = [*kept, *rows]
+        order: dict[object, int] = {}
+        for r in rows:
+            order.setdefault(r["model"], len(order))
+        labels = [label for label, _ in fits()]
+        rows.sort(key=lambda r: (order[r["model"]], labels.index(str(r["fit"])), r["seed"]))
     Path(args.out).write_text(json.dumps(rows, indent=1))
     print(table(rows))
     return rows

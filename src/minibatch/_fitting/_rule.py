@@ -7,9 +7,11 @@ Monte Carlo error can be measured (Dhaka et al. 2020; Welandawe et al. 2024).  :
 is a ``pm.fit`` callback that runs the rule, one decision per completed batch of iterates
 (:mod:`._batchmeans`), so every decision falls at a fixed step count and none reads a clock:
 
-1. **Search** (each step size starts here).  At each doubling of the window, the split-R-hat of
-   every watched parameter is computed over four pieces; if the largest exceeds ``rhat_max`` the
-   older half of the window is dropped as transient, otherwise the window is stationary.
+1. **Search** (each step size starts here).  At each completed batch, the split-R-hat of every
+   watched parameter is computed over four pieces of the window; once none exceeds
+   ``rhat_max`` (or the pieces of those that do agree within the MCSE threshold) the window is
+   stationary.  Each time the window has doubled without that, its older half is dropped as
+   transient.
 2. **Halve** (our own optimiser only; once per step size).  If the stationary iterates jitter
    by more than ``jitter_mean`` of q's sd in a mean, or more than ``jitter_spread`` on log sd in
    a spread, their average may still be off by the curvature of the objective (the error grows
@@ -111,13 +113,15 @@ class Averager:
     def _decide(self, after_merge: bool) -> None:
         window = self.window
         if not self.stationary:
-            if not after_merge:
+            if window.count < window.max_batches // 2:
                 return
             rhat = window.rhat()
-            self._record(rhat=rhat)
             if not self._settled(rhat):
-                window.drop_first_half()
+                if after_merge:  # the window has doubled since the last drop: drop again
+                    self._record(rhat=rhat)
+                    window.drop_first_half()
                 return
+            self._record(rhat=rhat)
             self.stationary = True
         stats = self.statistics()
         self._record(**stats)
