@@ -35,6 +35,7 @@ def default_fit(model):
         return mb.fit(random_seed=11, progressbar=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["advi", "fullrank_advi"])
 def test_defaults_stop_by_themselves_at_the_exact_posterior(model, conjugate, method):
     with model, warnings.catch_warnings():
@@ -50,6 +51,7 @@ def test_defaults_stop_by_themselves_at_the_exact_posterior(model, conjugate, me
     assert "converged after" in report.summary()
 
 
+@pytest.mark.slow
 def test_average_reaches_the_posterior_where_the_last_iterate_does_not(model, conjugate):
     """Adam at a fixed 0.1 jitters by about two posterior sds; its average does not."""
     last = {}
@@ -90,6 +92,7 @@ def test_fixed_n_runs_exactly_n_steps(model):
     assert approx.report.reason == "fixed"
 
 
+@pytest.mark.slow
 def test_interrupt_returns_the_average_and_a_fit_continues(model, conjugate):
     fired = []
 
@@ -113,6 +116,7 @@ def test_interrupt_returns_the_average_and_a_fit_continues(model, conjugate):
     assert _errors(again, conjugate)[0] <= 0.3
 
 
+@pytest.mark.slow
 def test_same_seed_same_fit_other_seed_differs(model, default_fit):
     with model:
         again = mb.fit(random_seed=11, progressbar=False)
@@ -124,6 +128,7 @@ def test_same_seed_same_fit_other_seed_differs(model, default_fit):
     assert not np.array_equal(other.hist[:100], default_fit.hist[:100])
 
 
+@pytest.mark.slow
 def test_works_on_a_full_data_model_and_with_sample(conjugate):
     with pm.Model():
         mu = pm.Normal("mu", conjugate.mu0, conjugate.tau0)
