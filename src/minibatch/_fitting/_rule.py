@@ -22,7 +22,9 @@ is a ``pm.fit`` callback that runs the rule, one decision per completed batch of
    proportional to the step).  Smaller steps do not make the average's MCSE shrink faster (the
    jitter's variance falls with the step, its autocorrelation time grows by as much), so the
    step is shrunk no further than that.
-3. **Average** until the largest MCSE over the watched parameters is at most ``threshold`` and
+3. **Average** until the largest MCSE over the watched parameters is at most ``threshold`` (the
+   MCSE taken as its upper 80 % confidence bound: from 8-16 batch means it is uncertain by
+   20-27 %, and stopping at the first estimate under the threshold would pick the low ones) and
    the smallest ESS at least ``ess_min``, with R-hat still at most ``rhat_max``; then the fit
    stops (``StopIteration``), unless the rule was asked to run a fixed number of steps.
 
@@ -57,6 +59,7 @@ class Rule:
     batch_size: int = 25  # the first batches; 16 of them make the first window (400 steps)
     max_batches: int = 16
     min_average: int = 1000  # iterates in the averaging window before the fit may stop
+    mcse_confidence: float = 0.8  # the MCSE compared is an upper bound at this confidence
     batches_per_tau: float = 2.0  # a batch spans this many autocorrelation times, at least
     jitter_mean: float = 3.0
     jitter_spread: float = 0.2
@@ -173,10 +176,13 @@ class Averager:
         """The window's R-hat, ESS, and MCSE and jitter in the watched units."""
         window = self.window
         scales = self.layout.scales(window.mean())
+        # the batch means give the MCSE with count - 1 degrees of freedom: use its upper bound
+        dof = window.count - 1
+        upper = np.sqrt(dof / chi2.ppf(1 - self.rule.mcse_confidence, dof))
         return {
             "rhat": window.rhat(),
             "ess": window.ess(),
-            "mcse": window.mcse() / scales,
+            "mcse": window.mcse() * upper / scales,
             "jitter": np.sqrt(window.variance()) / scales,
         }
 
