@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pymc as pm
 import pytest
+from pymc.pytensorf import compile
 
 import minibatch as mb
 
@@ -178,3 +179,17 @@ def test_a_finished_fit_is_not_kept_alive(model):
     del approx
     gc.collect()
     assert alive() is None
+
+
+def test_the_approximation_serves_sample_node_and_full_data_prediction(model, conjugate):
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore", mb.NotConvergedWarning)
+        approx = mb.fit(2000, random_seed=1, progressbar=False)
+    mean, sd = float(approx.mean.eval()[0]), float(approx.std.eval()[0])
+    node = compile([], approx.sample_node(model["mu"], size=4000), random_seed=1)()
+    # 4000 draws of N(mean, sd): their mean is within 4 standard errors
+    assert node.shape == (4000,) and abs(node.mean() - mean) < 4 * sd / np.sqrt(4000)
+    full = mb.full_data_model(model)
+    idata = approx.sample(50, random_seed=2)
+    ppc = pm.sample_posterior_predictive(idata, model=full, random_seed=3, progressbar=False)
+    assert ppc.posterior_predictive["y"].shape == (1, 50, len(conjugate.y))
