@@ -10,6 +10,7 @@ its graph on the new inputs, with its components (draws of their own) resized be
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytensor.tensor as pt
@@ -61,7 +62,9 @@ def _symbolic(node: Any, args: list[Any], length: Any, states: list[Any]) -> lis
     if isinstance(op, TruncatedRV):  # its draw is a Scan: PyMC builds it again, at the size
         *draw, lower, upper = args
         base = op.base_rv_op.make_node(*draw).default_output()
-        rv = Truncated.rv_op(base, lower, upper, max_n_steps=op.max_n_steps, size=draw[1])
+        with warnings.catch_warnings():  # pymc 5.28 calls pytensor 2.38's scan the old way
+            warnings.filterwarnings("ignore", "Scan return signature", DeprecationWarning)
+            rv = Truncated.rv_op(base, lower, upper, max_n_steps=op.max_n_steps, size=draw[1])
         return list(rv.owner.outputs)
     inner = [_opened(arg, state) for arg, state in zip(args, states, strict=True)]
     outputs = _inner_graph(op, inner)

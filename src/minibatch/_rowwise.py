@@ -272,8 +272,9 @@ def check_gufunc(
     """The batch axis of ``out`` for a gufunc-like node; :class:`NotRowwiseError` if none.
 
     Every batched input's batch axis must be one loop axis of the output (loop axes line up
-    from the right), or the leading core axis of both input and output; unbatched inputs must
-    broadcast on the output's batch axis.
+    from the right), or a named core axis of the output that no unbatched input shares (so it
+    is not contracted: ``(m,k),(k,n)->(m,n)`` keeps ``m`` of its first input and ``n`` of its
+    second); unbatched inputs must broadcast on the output's batch axis.
     """
     out_loop = out.ndim - len(output_sig)
     found = set()
@@ -287,10 +288,10 @@ def check_gufunc(
         if state < loop:
             found.add(out_loop - loop + state)
             continue
-        shared = any(sig[0] in inputs_sig[j] for j in checked if states[j] is None)
-        leading = sig[:1] == tuple(output_sig[:1]) != ("_",)  # a named core axis, kept
-        if loop == out_loop == state == 0 and leading and not shared:
-            found.add(0)
+        name = sig[state - loop]  # a core axis: kept when named in the output, not contracted
+        contracted = any(name in inputs_sig[j] for j in checked if states[j] is None)
+        if name != "_" and name in output_sig and not contracted:
+            found.add(out_loop + list(output_sig).index(name))
             continue
         raise NotRowwiseError(f"{node.op} reduces or moves the batch axis", var)
     if len(found) != 1:

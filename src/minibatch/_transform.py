@@ -31,15 +31,16 @@ from pymc.model.fgraph import (
     ModelPotential,
     ModelValuedVar,
     ModelVar,
-    fgraph_from_model,
     model_from_fgraph,
     model_observed_rv,
 )
 from pymc.variational.minibatch_rv import MinibatchRandomVariable, minibatch_rv
 from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant
+from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import ancestors
 
+from minibatch._fgraph import restore_initvals, to_fgraph
 from minibatch._gather import cast_source, uncast
 from minibatch._minibatch import Minibatch
 from minibatch._resize import DRAWS, rebuild
@@ -120,7 +121,7 @@ def minibatch_model(
     batch_size = _check_batch_size(batch_size)
     local = _check_local(local)
     _refuse_minibatches(model)
-    fgraph, _ = fgraph_from_model(model)
+    fgraph, _, initvals = to_fgraph(model)
     nodes = {v: v.owner for v in fgraph.outputs if v.owner and isinstance(v.owner.op, ModelVar)}
     names = {n.inputs[0]: (_kind(n), n.outputs[0].name) for n in nodes.values()}
     names.update({v: names[n.inputs[0]] for v, n in nodes.items()})
@@ -198,7 +199,7 @@ def minibatch_model(
         fgraph.remove_output(fgraph.outputs.index(old))
     for _, var in replacements:
         fgraph.add_output(var, import_missing=True)
-    return model_from_fgraph(fgraph, mutate_fgraph=True)
+    return restore_initvals(model_from_fgraph(fgraph, mutate_fgraph=True), initvals)
 
 
 def _check_batch_size(batch_size: Any) -> int:
@@ -280,8 +281,8 @@ def _length(var: Any) -> int | None:
         return int(np.shape(var.get_value(borrow=True))[0])
     if var.owner is not None and isinstance(var.owner.op, ModelVar):
         return _length(var.owner.inputs[0])
-    try:
-        return int(var.shape[0].eval())
+    try:  # shapes inferred first: the length of a draw does not depend on its parameters
+        return int(rewrite_graph(var.shape[0], include=("canonicalize", "ShapeOpt")).eval())
     except Exception:  # a shape that depends on unknown inputs
         return None
 
