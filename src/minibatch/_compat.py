@@ -14,6 +14,8 @@ anywhere else.  What this module knows:
   (:data:`LOGSUMEXP_OPS`, empty on 2.38, where it is a graph of Ops that carry their axes).
 * **Ops built for their input types.**  pytensor 3's ``SymbolicOp``s (:data:`SYMBOLIC_OPS`)
   are rebuilt by calling them, not by ``make_node``.
+* **Where Join and sorts keep their axis** (:func:`axis_and_operands`): an input on 2.38,
+  a prop on 3.
 * **``default_update``.**  pytensor 3 deprecates setting ``SharedVariable.default_update``
   and offers no replacement, while still honouring it.  The legacy promise "a plain
   ``pytensor.function`` draws a new batch on every call" rests on it (PyMC's own compile finds
@@ -64,6 +66,21 @@ TAKE_OPS: tuple[type, ...] = tuple(
 SYMBOLIC_OPS: tuple[type, ...] = tuple(
     getattr(_builders, name) for name in ("SymbolicOp",) if hasattr(_builders, name)
 )
+
+
+def axis_and_operands(node: Any, axis_input: int) -> tuple[Any, list[int]]:
+    """The ``axis`` of a Join or sort node and the positions of its tensor operands.
+
+    pytensor 2.38 passes the axis as input ``axis_input`` (0 for Join, 1 for sorts); pytensor 3
+    holds it as a prop (``op.axis``) and every input is an operand.  An axis input is returned
+    as the variable.
+    """
+    if "axis" in getattr(node.op, "__props__", ()):
+        return node.op.axis, list(range(len(node.inputs)))
+    others = [k for k in range(len(node.inputs)) if k != axis_input]
+    return node.inputs[axis_input], others
+
+
 # ``pt.logsumexp`` is a graph of Max, Exp, Sum and Log on pytensor 2.38 and one Op carrying
 # its ``axis`` (``LogSumExp``) on pytensor 3.
 LOGSUMEXP_OPS: tuple[type, ...] = tuple(

@@ -58,7 +58,7 @@ from pytensor.tensor.special import LogSoftmax, Softmax
 from pytensor.tensor.subtensor import Subtensor
 from pytensor.tensor.utils import _parse_gufunc_signature
 
-from minibatch._compat import LOGSUMEXP_OPS, TAKE_OPS
+from minibatch._compat import LOGSUMEXP_OPS, TAKE_OPS, axis_and_operands
 
 
 class NotRowwiseError(ValueError):
@@ -211,12 +211,16 @@ def _axis_prop(node: Any, states: list[State]) -> list[State]:
 
 
 def _sort(node: Any, states: list[State]) -> list[State]:
-    axis = _constant(node.inputs[1])
-    return _reduce_like(node, [states[0], None], None if axis is None else int(axis))
+    axis, (operand, *_) = axis_and_operands(node, 1)
+    axis = axis if axis is None or isinstance(axis, int) else _constant(axis)
+    rest = [None] * (len(states) - 1)
+    return _reduce_like(node, [states[operand], *rest], None if axis is None else int(axis))
 
 
 def _join(node: Any, states: list[State]) -> list[State]:
-    axis, parts = int(_constant(node.inputs[0])), states[1:]
+    axis, operands = axis_and_operands(node, 0)
+    axis = int(axis if isinstance(axis, int) else _constant(axis))
+    parts = [states[k] for k in operands]
     p = parts[0]
     if not all(is_rows(s) and s == p for s in parts):
         raise NotRowwiseError(f"{node.op} joins batches with unbatched rows")
