@@ -200,3 +200,21 @@ def test_the_states_of_shapes():
     assert propagate({x: 0}, [ones])[ones] == 0
     with pytest.raises(NotRowwiseError, match="uses the number of rows"):
         propagate({x: 0}, [x.sum(axis=1) / x.shape[0]])
+
+
+def test_index_of_an_expression_is_the_index_of_its_batch():
+    yb = mb.Minibatch(X, batch_size=BATCH, random_seed=3)
+    for expr, axis in [(yb * 2, 0), (yb[:, 0], 0), (pt.exp(yb), 0), (yb.T, 1)]:
+        rows, value = pm.draw([mb.index_of(expr, axis=axis), yb], random_seed=4)
+        np.testing.assert_array_equal(value, X[rows])
+    with pytest.raises(ValueError, match="axis 0 of .* is not subsampled"):
+        mb.index_of(yb.T, axis=0)
+
+
+def test_index_of_refuses_mixed_calls_and_what_is_not_rowwise():
+    xb = mb.Minibatch(X, batch_size=BATCH, random_seed=3)
+    yb = mb.Minibatch(Y, batch_size=BATCH, random_seed=5)
+    with pytest.raises(ValueError, match="combines batches drawn by 2 different indices"):
+        mb.index_of(xb[:, 0] + yb)
+    with pytest.raises(ValueError, match=r"not row-wise in its batch: Sum.* batch axis"):
+        mb.index_of(xb - xb.sum(axis=0))
