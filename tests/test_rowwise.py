@@ -207,7 +207,7 @@ def test_index_of_an_expression_is_the_index_of_its_batch():
     for expr, axis in [(yb * 2, 0), (yb[:, 0], 0), (pt.exp(yb), 0), (yb.T, 1)]:
         rows, value = pm.draw([mb.index_of(expr, axis=axis), yb], random_seed=4)
         np.testing.assert_array_equal(value, X[rows])
-    with pytest.raises(ValueError, match="axis 0 of .* is not subsampled"):
+    with pytest.raises(ValueError, match=r"axis 0 of .* is not subsampled"):
         mb.index_of(yb.T, axis=0)
 
 
