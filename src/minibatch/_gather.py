@@ -261,7 +261,7 @@ def _expression_gathers(expr: Any) -> list[tuple[int, Any]]:
     axis = states.get(expr)
     if not is_rows(axis):
         raise ValueError(f"{expr!r} is not row-wise in its batch: it has no batch axis")
-    return [(axis, outer[0].outputs[0])]
+    return [(int(axis), outer[0].outputs[0])]
 
 
 def epoch_of(batch: Any) -> int:

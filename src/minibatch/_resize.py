@@ -38,7 +38,8 @@ def rebuild(node: Any, args: list[Any], length: Any, states: list[Any]) -> list[
     elif isinstance(op, SpecifyShape):
         args[1:] = [NoneConst] * (len(args) - 1)
     elif isinstance(op, SYMBOLIC_OPS):  # a graph made for its input types: made again
-        return list(op(*args, return_list=True))
+        call: Any = op
+        return list(call(*args, return_list=True))
     return list(op.make_node(*args).outputs)
 
 

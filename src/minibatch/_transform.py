@@ -282,7 +282,8 @@ def _length(var: Any) -> int | None:
     if var.owner is not None and isinstance(var.owner.op, ModelVar):
         return _length(var.owner.inputs[0])
     try:  # shapes inferred first: the length of a draw does not depend on its parameters
-        return int(rewrite_graph(var.shape[0], include=("canonicalize", "ShapeOpt")).eval())
+        length: Any = rewrite_graph(var.shape[0], include=("canonicalize", "ShapeOpt"))
+        return int(length.eval())
     except Exception:  # a shape that depends on unknown inputs
         return None
 
