@@ -258,7 +258,7 @@ def _expression_gathers(expr: Any) -> list[tuple[int, Any]]:
         states = propagate(start, [expr])
     except NotRowwiseError as err:
         raise ValueError(f"{expr!r} is not row-wise in its batch: {err.args[0]}") from None
-    axis = states.get(expr)
+    axis: Any = states.get(expr)
     if not is_rows(axis):
         raise ValueError(f"{expr!r} is not row-wise in its batch: it has no batch axis")
     return [(int(axis), outer[0].outputs[0])]
