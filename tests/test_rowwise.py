@@ -218,3 +218,10 @@ def test_index_of_refuses_mixed_calls_and_what_is_not_rowwise():
         mb.index_of(xb[:, 0] + yb)
     with pytest.raises(ValueError, match=r"not row-wise in its batch: Sum.* batch axis"):
         mb.index_of(xb - xb.sum(axis=0))
+
+
+def test_the_epoch_refusal_says_what_epoch_sampling_promises():
+    with pytest.raises(ValueError, match=r"each row exactly once per pass .* can hold a row twice"):
+        mb.Minibatch(Y, batch_size=N + 1, sampling="epoch")
+    with pytest.raises(ValueError, match="draws each row at most once per batch"):
+        mb.Minibatch(Y, batch_size=N + 1, sampling="without_replacement")
