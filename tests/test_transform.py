@@ -339,12 +339,16 @@ def test_a_potential_on_batch_data_is_refused():
     ("mean", "match"),
     [
         (lambda w: w * X[:, 0] - (w * X[:, 0]).sum(), "Sum"),
-        (lambda w: w * X[:, 0] - (w * X[:, 0]).mean(), "reads the number of rows"),
+        (lambda w: w * X[:, 0] - (w * X[:, 0]).mean(), "Sum.* reduces along the batch axis"),
+        (lambda w: w * X[:, 0] / pt.as_tensor(X).shape[0], "True_div uses the number of rows N"),
         (lambda w: w * pt.dot(pt.as_tensor(X[:, 0]), X[:, 1]), "moves the batch axis|dot product"),
         (lambda w: w * pt.as_tensor(X[:, 0])[::-1], "selects along the batch axis"),
-        (lambda w: w * pt.as_tensor(X[:, 0])[None, :][0], "moves the batch axis"),
+        (lambda w: w * pt.as_tensor(X).T.sum(axis=1)[0], "Sum.* reduces along the batch axis"),
+        (lambda w: w * pt.sort(pt.as_tensor(X[:, 0])), "SortOp.* orders along the batch axis"),
+        (lambda w: w * pt.cumsum(pt.as_tensor(X[:, 0])), "normalises or orders along the batch"),
+        (lambda w: w * pt.special.softmax(X[:, 0], axis=0), "normalises or orders along the batch"),
     ],
-    ids=["sum", "mean", "dot", "reversed", "newaxis"],
+    ids=["sum", "mean", "by_n", "dot", "reversed", "transposed", "sort", "cumsum", "softmax"],
 )
 def test_what_mixes_rows_is_refused(mean, match):
     with pm.Model() as model:
@@ -362,7 +366,8 @@ def test_a_likelihood_across_rows_is_refused():
 
 
 def test_distributions_that_cannot_be_resized_are_refused():
+    """A measurable expression of a draw (here exp of a normal) is not a draw of its own."""
     with pm.Model() as model:
-        pm.ZeroInflatedPoisson("counts", 0.5, pm.HalfNormal("mu"), observed=COUNTS)
-    with pytest.raises(ValueError, match=r"'counts' has a distribution .* cannot resize"):
+        model.register_rv(pt.exp(pm.Normal.dist(0, 1, size=N)), "y", observed=np.exp(Y))
+    with pytest.raises(ValueError, match=r"'y' has a distribution .* cannot resize"):
         minibatch_model(model, BATCH)

@@ -10,6 +10,12 @@ anywhere else.  What this module knows:
 * **The take Ops.**  ``x[idx]`` compiles to ``AdvancedSubtensor1`` on pytensor 2.38 and to
   ``AdvancedSubtensor`` on pytensor 3 (where ``AdvancedSubtensor1`` is gone); :data:`TAKE_OPS`
   holds those that exist.
+* **Ops that carry an axis.**  ``pt.logsumexp`` is one Op on pytensor 3 only
+  (:data:`LOGSUMEXP_OPS`, empty on 2.38, where it is a graph of Ops that carry their axes).
+* **Ops built for their input types.**  pytensor 3's ``SymbolicOp``s (:data:`SYMBOLIC_OPS`)
+  are rebuilt by calling them, not by ``make_node``.
+* **Where Join and sorts keep their axis** (:func:`axis_and_operands`): an input on 2.38,
+  a prop on 3.
 * **``default_update``.**  pytensor 3 deprecates setting ``SharedVariable.default_update``
   and offers no replacement, while still honouring it.  The legacy promise "a plain
   ``pytensor.function`` draws a new batch on every call" rests on it (PyMC's own compile finds
@@ -28,6 +34,8 @@ from typing import Any
 import pymc
 import pytensor
 from pytensor.compile import SharedVariable
+from pytensor.compile import builders as _builders
+from pytensor.tensor import special as _special
 from pytensor.tensor import subtensor as _subtensor
 
 
@@ -51,6 +59,32 @@ TAKE_OPS: tuple[type, ...] = tuple(
     getattr(_subtensor, name)
     for name in ("AdvancedSubtensor1", "AdvancedSubtensor")
     if hasattr(_subtensor, name)
+)
+# pytensor 3 builds some Ops (softmax, log-softmax, logsumexp, ...) as ``SymbolicOp``s whose
+# graph is fixed for the input types they were called with: ``make_node`` on inputs of another
+# static shape pins them back with a SpecifyShape, while calling the Op builds a fresh graph.
+SYMBOLIC_OPS: tuple[type, ...] = tuple(
+    getattr(_builders, name) for name in ("SymbolicOp",) if hasattr(_builders, name)
+)
+
+
+def axis_and_operands(node: Any, axis_input: int) -> tuple[Any, list[int]]:
+    """The ``axis`` of a Join or sort node and the positions of its tensor operands.
+
+    pytensor 2.38 passes the axis as input ``axis_input`` (0 for Join, 1 for sorts); pytensor 3
+    holds it as a prop (``op.axis``) and every input is an operand.  An axis input is returned
+    as the variable.
+    """
+    if "axis" in getattr(node.op, "__props__", ()):
+        return node.op.axis, list(range(len(node.inputs)))
+    others = [k for k in range(len(node.inputs)) if k != axis_input]
+    return node.inputs[axis_input], others
+
+
+# ``pt.logsumexp`` is a graph of Max, Exp, Sum and Log on pytensor 2.38 and one Op carrying
+# its ``axis`` (``LogSumExp``) on pytensor 3.
+LOGSUMEXP_OPS: tuple[type, ...] = tuple(
+    getattr(_special, name) for name in ("LogSumExp",) if hasattr(_special, name)
 )
 
 # pymc#8359 (VI parameters of unknown shape) and pymc#8360 (JAX arrays left in the parameters

@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.graph.basic import Variable
 from pytensor.graph.rewriting.basic import copy_stack_trace, node_rewriter
+from pytensor.graph.traversal import ancestors
 from pytensor.scalar import Cast
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.shape import SpecifyShape
@@ -43,6 +45,7 @@ from minibatch._compat import TAKE_OPS
 from minibatch._index import IndexRV
 from minibatch._numba_index import IndexDraw
 from minibatch._ops import BatchOp
+from minibatch._rowwise import NotRowwiseError, is_rows, propagate
 from minibatch._schemes import EpochDraw, SubsetDraw, epochs_completed, is_epoch_state
 
 # The Ops that draw an index: the scheme's draw, or the Numba rewrite's draw with replacement.
@@ -180,9 +183,12 @@ def index_of(batch: Any, axis: int = 0) -> TensorVariable:
     Parameters
     ----------
     batch : Minibatch or TensorVariable
-        A batch of ``mb.Minibatch`` (or a cast of one, or a copy of its graph).
+        A batch of ``mb.Minibatch`` (or a cast of one, or a copy of its graph), or an
+        expression that is row-wise in one call's batch (``Yb * 2``, ``Yb[:, 0]``,
+        ``pt.exp(Yb)``, ``Yb.T``; the rule of ``docs/transform.md``).
     axis : int, default 0
-        The subsampled axis whose index is wanted.
+        The subsampled axis whose index is wanted, as it stands in ``batch`` (axis 1 of
+        ``Yb.T``).
 
     Returns
     -------
@@ -199,7 +205,8 @@ def index_of(batch: Any, axis: int = 0) -> TensorVariable:
     TypeError
         If ``batch`` is not a minibatch.
     ValueError
-        If ``axis`` is not one of its subsampled axes.
+        If ``axis`` is not one of its subsampled axes, or an expression mixes the batches of
+        several calls or is not row-wise in its batch (the message says which node).
 
     Examples
     --------
@@ -208,8 +215,13 @@ def index_of(batch: Any, axis: int = 0) -> TensorVariable:
     >>> rows, values = pm.draw([mb.index_of(xb), xb], random_seed=1)
     >>> bool((values == rows * 10).all())
     True
+    >>> rows, values = pm.draw([mb.index_of(xb[None, :], axis=1), xb], random_seed=2)
+    >>> bool((values == rows * 10).all())
+    True
     """
     _, gathers = source_of(batch, passed=True)
+    if not gathers and isinstance(batch, Variable):
+        gathers = _expression_gathers(batch)
     if not gathers:
         raise TypeError(
             f"batch must be a minibatch (a batch of mb.Minibatch or an expression of one); "
@@ -223,6 +235,33 @@ def index_of(batch: Any, axis: int = 0) -> TensorVariable:
             f"axis {axis} of {batch!r} is not subsampled; its subsampled axes are {sorted(found)}"
         )
     return found[int(axis)]
+
+
+def _expression_gathers(expr: Any) -> list[tuple[int, Any]]:
+    """``(axis in expr, index)`` for an expression that is row-wise in one call's batch.
+
+    ValueError when it mixes the batches of several calls or is not row-wise in its batch.
+    """
+    nodes = {v.owner for v in ancestors([expr]) if v.owner is not None}
+    found = [n for n in nodes if isinstance(n.op, MinibatchGatherOp)]
+    outer = [n for n in found if not any(o in m.inputs for m in found for o in n.outputs)]
+    draws = {(n.op.axis, n.inputs[0]) for n in outer}
+    if len(draws) > 1:
+        raise ValueError(
+            f"{expr!r} combines batches drawn by {len(draws)} different indices (several "
+            "mb.Minibatch calls): it has no one index. Draw them in one call"
+        )
+    if not outer:
+        return []
+    start = {out: n.op.axis for n in outer for out in n.outputs[1:]}
+    try:
+        states = propagate(start, [expr])
+    except NotRowwiseError as err:
+        raise ValueError(f"{expr!r} is not row-wise in its batch: {err.args[0]}") from None
+    axis: Any = states.get(expr)
+    if not is_rows(axis):
+        raise ValueError(f"{expr!r} is not row-wise in its batch: it has no batch axis")
+    return [(int(axis), outer[0].outputs[0])]
 
 
 def epoch_of(batch: Any) -> int:

@@ -21,13 +21,14 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.data import MinibatchOp
 from pymc.model.core import Model, modelcontext
-from pymc.model.fgraph import fgraph_from_model, model_from_fgraph
+from pymc.model.fgraph import model_from_fgraph
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from pytensor.compile.builders import OpFromGraph
 from pytensor.graph.basic import Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import clone_replace
 
+from minibatch._fgraph import restore_initvals, to_fgraph
 from minibatch._gather import MinibatchGatherOp, uncast
 from minibatch._stream import stream_of
 
@@ -84,7 +85,7 @@ def full_data_model(model: Model | None = None, data: Mapping[Any, Any] | None =
     array([0., 1., 2.])
     """
     model = modelcontext(model)
-    fgraph, memo = fgraph_from_model(model)
+    fgraph, memo, initvals = to_fgraph(model)
     given = _with_cast_twins(fgraph, _given(data or {}, memo))
     marker = pytensor.shared(np.int8(0))
     unscaled: dict[Variable, Variable] = {}
@@ -112,7 +113,7 @@ def full_data_model(model: Model | None = None, data: Mapping[Any, Any] | None =
     new_fgraph = FunctionGraph(outputs=outputs, clone=False)
     new_fgraph._coords = fgraph._coords  # type: ignore[attr-defined]
     new_fgraph._dim_lengths = fgraph._dim_lengths  # type: ignore[attr-defined]
-    return model_from_fgraph(new_fgraph, mutate_fgraph=True)
+    return restore_initvals(model_from_fgraph(new_fgraph, mutate_fgraph=True), initvals)
 
 
 def log_likelihood(idata: Any, model: Model | None = None, **kwargs: Any) -> Any:

@@ -44,6 +44,13 @@ from pytensor.tensor.random.utils import custom_rng_deepcopy
 from pytensor.tensor.type import TensorType
 
 SCHEMES = ("with_replacement", "without_replacement", "epoch")
+_ONCE = {
+    "without_replacement": "draws each row at most once per batch",
+    "epoch": (
+        "passes through a permutation of all the rows, each row exactly once per pass (a batch "
+        "that straddles two passes, when batch_size does not divide N, can hold a row twice)"
+    ),
+}
 
 
 def check_scheme(sampling: Any, batch_size: int, length: int) -> str:
@@ -54,7 +61,7 @@ def check_scheme(sampling: Any, batch_size: int, length: int) -> str:
         )
     if sampling != "with_replacement" and batch_size > length:
         raise ValueError(
-            f"sampling={sampling!r} draws each row at most once per batch, so batch_size "
+            f"sampling={sampling!r} {_ONCE[sampling]}, so batch_size "
             f"({batch_size}) must not exceed the number of rows ({length}); use "
             "sampling='with_replacement' for batches larger than the data"
         )

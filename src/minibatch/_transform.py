@@ -31,35 +31,25 @@ from pymc.model.fgraph import (
     ModelPotential,
     ModelValuedVar,
     ModelVar,
-    fgraph_from_model,
     model_from_fgraph,
     model_observed_rv,
 )
 from pymc.variational.minibatch_rv import MinibatchRandomVariable, minibatch_rv
 from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant
+from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import ancestors
-from pytensor.tensor.blockwise import Blockwise
-from pytensor.tensor.elemwise import DimShuffle, Elemwise
-from pytensor.tensor.math import Dot
-from pytensor.tensor.random.op import RandomVariable
-from pytensor.tensor.shape import Shape, Shape_i, SpecifyShape
-from pytensor.tensor.subtensor import Subtensor
-from pytensor.tensor.type_other import NoneConst
 
-from minibatch._compat import TAKE_OPS
+from minibatch._fgraph import restore_initvals, to_fgraph
 from minibatch._gather import cast_source, uncast
 from minibatch._minibatch import Minibatch
+from minibatch._resize import DRAWS, rebuild
+from minibatch._rowwise import NotRowwiseError, output_states
 from minibatch._total_size import implied
 
 _DIMS_ARE_PROPS = "dims" in getattr(
     ModelVar, "__props__", ()
 )  # pymc 6 keeps name and dims on the Op
-_FULL = slice(None, None, None)
-
-
-class NotRowwiseError(ValueError):
-    """A node of a likelihood graph that does not act row by row along the batch axis."""
 
 
 def minibatch_model(
@@ -131,7 +121,7 @@ def minibatch_model(
     batch_size = _check_batch_size(batch_size)
     local = _check_local(local)
     _refuse_minibatches(model)
-    fgraph, _ = fgraph_from_model(model)
+    fgraph, _, initvals = to_fgraph(model)
     nodes = {v: v.owner for v in fgraph.outputs if v.owner and isinstance(v.owner.op, ModelVar)}
     names = {n.inputs[0]: (_kind(n), n.outputs[0].name) for n in nodes.values()}
     names.update({v: names[n.inputs[0]] for v, n in nodes.items()})
@@ -169,16 +159,22 @@ def minibatch_model(
     new: dict[Any, Any] = dict(zip(leaves, batches, strict=False))
     for z in locals_:
         new[z] = z[batches[-1]]
+    states = dict.fromkeys(new, 0)
     describe = _describer(names, n_rows)
     for node in fgraph.toposort():
         obs = rv_nodes.get(node)
-        if isinstance(node.op, ModelVar) or not (obs or any(i in new for i in node.inputs)):
+        draw = obs is not None or (
+            isinstance(node.op, DRAWS) and any(out in inside for out in node.outputs)
+        )
+        if isinstance(node.op, ModelVar) or not (draw or any(i in new for i in node.inputs)):
             continue
-        if obs is None and not any(out in inside for out in node.outputs):
+        if not draw and not any(out in inside for out in node.outputs):
             continue
-        length = None if obs is None else new[uncast(obs.inputs[1])].shape[0]
+        length = batches[0].shape[0] if obs is None else new[uncast(obs.inputs[1])].shape[0]
         try:
-            outputs = _rowwise(node, new, length)
+            found = _states(node, states, draw)
+            args = [new.get(i, i) for i in node.inputs]
+            outputs = rebuild(node, args, length, [states.get(i) for i in node.inputs])
         except NotRowwiseError as err:
             where = obs.outputs[0].name if obs else _user(node, rv_nodes)
             raise ValueError(
@@ -186,6 +182,7 @@ def minibatch_model(
                 f"the batch dimension: {err.args[0]}. {describe(err.args[1:])}"
             ) from None
         new.update(zip(node.outputs, outputs, strict=True))
+        states.update(zip(node.outputs, found, strict=True))
     replacements = []
     for node in batched:
         name = node.outputs[0].name
@@ -202,7 +199,7 @@ def minibatch_model(
         fgraph.remove_output(fgraph.outputs.index(old))
     for _, var in replacements:
         fgraph.add_output(var, import_missing=True)
-    return model_from_fgraph(fgraph, mutate_fgraph=True)
+    return restore_initvals(model_from_fgraph(fgraph, mutate_fgraph=True), initvals)
 
 
 def _check_batch_size(batch_size: Any) -> int:
@@ -256,9 +253,17 @@ def _kind(node: Any) -> str:
     }[type(node.op)]
 
 
+def _states(node: Any, states: dict[Any, Any], draw: bool) -> list[Any]:
+    """The row-wise states of ``node``'s outputs; a draw of the likelihood has the rows."""
+    found = output_states(node, [states.get(i) for i in node.inputs])
+    if draw and all(s is None for s in found):  # a draw of unbatched parameters, resized
+        found[node.outputs.index(node.default_output())] = 0
+    return found
+
+
 def _rv_node(node: Any) -> Any:
     rv = node.inputs[0]
-    if not isinstance(rv.owner.op, RandomVariable):
+    if not isinstance(rv.owner.op, DRAWS):
         raise ValueError(
             f"observed variable {node.outputs[0].name!r} has a distribution "
             f"({rv.owner.op}) that minibatch_model cannot resize to a batch; build its "
@@ -276,8 +281,9 @@ def _length(var: Any) -> int | None:
         return int(np.shape(var.get_value(borrow=True))[0])
     if var.owner is not None and isinstance(var.owner.op, ModelVar):
         return _length(var.owner.inputs[0])
-    try:
-        return int(var.shape[0].eval())
+    try:  # shapes inferred first: the length of a draw does not depend on its parameters
+        length: Any = rewrite_graph(var.shape[0], include=("canonicalize", "ShapeOpt"))
+        return int(length.eval())
     except Exception:  # a shape that depends on unknown inputs
         return None
 
@@ -393,83 +399,3 @@ def _user(node: Any, rv_nodes: dict[Any, Any]) -> str:
         if node.outputs[0] in set(ancestors(rv.inputs)):
             return str(obs.outputs[0].name)
     return "?"
-
-
-def _rowwise(node: Any, new: dict[Any, Any], length: Any) -> list[Any]:
-    """``node`` rebuilt on the batches in ``new``; :class:`NotRowwiseError` if it mixes rows.
-
-    ``length`` is the batch length of an observed variable's draw (``node`` is its RV node).
-    """
-    op, inputs = node.op, node.inputs
-    rows = [i in new for i in inputs]
-    args = [new.get(i, i) for i in inputs]
-
-    def aligned_only(candidates: Iterable[int]) -> None:
-        for k in candidates:
-            if not rows[k] and not inputs[k].type.broadcastable[0]:
-                raise NotRowwiseError(f"{op} mixes the batch rows with unbatched rows", inputs[k])
-
-    if isinstance(op, Elemwise):
-        aligned_only(range(len(inputs)))
-    elif isinstance(op, DimShuffle):
-        if op.new_order[:1] != (0,):
-            raise NotRowwiseError(f"{op} moves the batch axis")
-    elif isinstance(op, Subtensor):
-        if op.idx_list[0] != _FULL or any(rows[1:]):
-            raise NotRowwiseError(f"{op} selects along the batch axis")
-    elif isinstance(op, TAKE_OPS):
-        first = getattr(op, "idx_list", (0,))[0]
-        scalars = all(not isinstance(i.type, pt.TensorType) or i.ndim == 0 for i in inputs[2:])
-        if rows[0] or not rows[1] or first != 0 or inputs[1].ndim != 1 or not scalars:
-            raise NotRowwiseError(f"{op} indexes the batch rows in a way that is not row by row")
-    elif isinstance(op, Dot):
-        if not rows[0] or rows[1] or inputs[0].ndim != 2:
-            raise NotRowwiseError("a dot product sums over the batch axis")
-    elif isinstance(op, Blockwise):
-        _check_gufunc(node, rows, op.inputs_sig, op.outputs_sig[0], range(len(inputs)))
-    elif isinstance(op, RandomVariable):
-        params = list(range(2, len(inputs)))
-        sig = [("_",) * n for n in op.ndims_params]
-        out = node.outputs[1]
-        _check_gufunc(node, rows, [(), (), *sig], ("_",) * op.ndim_supp, params, out)
-        if length is None:
-            raise NotRowwiseError(f"{op} draws a variable on the batch dimension")
-        size = inputs[1]
-        if isinstance(size.type, pt.TensorType) and size.type.shape[0]:
-            rest = [size[k] for k in range(1, size.type.shape[0])]
-            args[1] = pt.stack([length, *rest]).astype("int64")
-    elif isinstance(op, SpecifyShape):
-        if any(rows[1:]):
-            raise NotRowwiseError(f"{op} uses the batch rows as a shape")
-        args[1] = NoneConst
-    elif isinstance(op, Shape | Shape_i):
-        raise NotRowwiseError(f"{op} reads the number of rows, as a mean over them does")
-    else:
-        raise NotRowwiseError(f"{op} is not known to act row by row")
-    return op.make_node(*args).outputs
-
-
-def _check_gufunc(
-    node: Any,
-    rows: list[bool],
-    inputs_sig: Any,
-    output_sig: tuple[str, ...],
-    checked: Iterable[int],
-    out: Any = None,
-) -> None:
-    """Axis 0 of every batch input must be output axis 0: a loop axis of the same rank, or the
-    leading core axis of the output's signature; unbatched inputs must broadcast there."""
-    out = node.outputs[0] if out is None else out
-    out_loop = out.ndim - len(output_sig)
-    for k in checked:
-        var, sig = node.inputs[k], tuple(inputs_sig[k])
-        loop = var.ndim - len(sig)
-        if rows[k]:
-            if loop >= 1 and loop == out_loop:
-                continue
-            leading = loop == 0 and out_loop == 0 and sig[:1] == output_sig[:1] != ("_",)
-            if leading and not any(sig[0] in inputs_sig[j] for j in checked if not rows[j]):
-                continue
-            raise NotRowwiseError(f"{node.op} reduces or moves the batch axis", var)
-        if loop == out_loop >= 1 and not var.type.broadcastable[0]:
-            raise NotRowwiseError(f"{node.op} mixes the batch rows with unbatched rows", var)
