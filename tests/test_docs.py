@@ -121,3 +121,25 @@ def test_api_page_lists_every_public_name():
     api = (DOCS / "api.md").read_text()
     listed = re.findall(r"^   (\w+)$", api, flags=re.M)
     assert sorted(listed) == sorted(name for name in mb.__all__ if name != "__version__")
+
+
+def test_convergence_table_is_the_benchmarks_and_mb_fit_meets_the_goal():
+    """docs/convergence.md shows what benchmarks/convergence.py prints from its JSON, and in that
+    JSON every mb.fit() row (each model and seed) meets the goal and stopped by itself."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import convergence
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = json.loads((DOCS / "convergence.json").read_text())
+    page = (DOCS / "convergence.md").read_text()
+    shown = page.split("<!-- convergence-table")[1].split("-->", 1)[1]
+    shown = shown.split("<!-- end convergence-table -->")[0].strip()
+    assert shown == convergence.table(rows)
+    ours = [r for r in rows if r["fit"] == "mb.fit()"]
+    assert {r["model"] for r in ours} == {r["model"] for r in rows} and len(ours) >= 18
+    for row in ours:
+        assert row["converged"] and row["meets"], row
+        assert all(row[key] <= bound for key, bound in convergence.GOAL.items()), row
