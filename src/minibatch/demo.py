@@ -132,14 +132,14 @@ def _result(
 def table(results: Sequence[FitResult]) -> str:
     """A plain-text table; the speed-up is relative to the first row; errors in posterior sds."""
     lines = [
-        f"{'fit':<22}{'steps':>8}{'seconds':>9}{'steps/s':>9}{'speed-up':>9}"
+        f"{'fit':<25}{'steps':>8}{'seconds':>9}{'steps/s':>9}{'speed-up':>9}"
         f"{'median err':>11}{'max err':>9}{'sd ratio':>14}"
     ]
     base = results[0].steps_per_second
     for r in results:
         ratio = f"{r.sd_ratios.min():.2f}-{r.sd_ratios.max():.2f}"
         lines.append(
-            f"{r.label:<22}{r.steps:>8}{r.seconds:>9.2f}{r.steps_per_second:>9.0f}"
+            f"{r.label:<25}{r.steps:>8}{r.seconds:>9.2f}{r.steps_per_second:>9.0f}"
             f"{r.steps_per_second / base:>8.1f}x{np.median(r.mean_errors):>11.2f}"
             f"{r.max_error:>9.2f}{ratio:>14}"
         )
