@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import os
+import re
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pymc as pm
@@ -63,6 +70,96 @@ def test_pm_minibatch_separate_calls_warn_too(radon):
     with pm.Model(), pytest.warns(mb.UnpairedMinibatchWarning, match="2 different random indices"):
         b = pm.Normal("b", 0, 10)
         pm.Normal("log_radon", b * fb, 1, observed=yb, total_size=N)
+
+
+def _labels(message):
+    """The batches a warning lists, one string each."""
+    return ast.literal_eval(re.search(r"random indices: (\[.*\])\. Their", message).group(1))
+
+
+def test_separate_calls_without_names_are_named_by_their_call_sites(radon):
+    """The notebook's own code gives no names: each batch is named by its call's line."""
+    log_radon, floor, county = radon
+    first = inspect.currentframe().f_lineno + 1
+    yb = mb.Minibatch(log_radon, batch_size=100)
+    fb = mb.Minibatch(floor, batch_size=100)
+    cb = mb.Minibatch(county, batch_size=100)
+    with pytest.warns(mb.UnpairedMinibatchWarning) as caught:
+        model_of(yb, fb, cb)
+    (warning,) = caught
+    labels = _labels(str(warning.message))
+    assert sorted(labels) == sorted(
+        f"'minibatch_0' (the Minibatch call at test_pairing.py:{first + k})" for k in range(3)
+    )
+
+
+def test_batches_of_one_call_are_named_by_their_position(radon):
+    log_radon, floor, county = radon
+    line = inspect.currentframe().f_lineno + 1
+    yb, fb = mb.Minibatch(log_radon, floor, batch_size=100)
+    cb = mb.Minibatch(county, batch_size=100)
+    with pytest.warns(mb.UnpairedMinibatchWarning) as caught:
+        model_of(yb, fb, cb)
+    labels = _labels(str(caught[0].message))
+    assert sorted(labels) == [
+        f"'minibatch_0' (data argument 0 of the Minibatch call at test_pairing.py:{line})",
+        f"'minibatch_0' (the Minibatch call at test_pairing.py:{line + 1})",
+        f"'minibatch_1' (data argument 1 of the Minibatch call at test_pairing.py:{line})",
+    ]
+
+
+def test_pm_minibatch_batches_are_named_by_their_call_sites(radon):
+    log_radon, floor, _ = radon
+    mb.Minibatch(np.ones(3), batch_size=1)  # installs the model hooks
+    line = inspect.currentframe().f_lineno + 1
+    yb = pm.Minibatch(log_radon, batch_size=100)
+    fb = pm.Minibatch(floor, batch_size=100)
+    with pm.Model(), pytest.warns(mb.UnpairedMinibatchWarning) as caught:
+        b = pm.Normal("b", 0, 10)
+        pm.Normal("log_radon", b * fb, 1, observed=yb, total_size=N)
+    labels = _labels(str(caught[0].message))
+    assert sorted(labels) == [
+        f"Minibatch.0 (the pm.Minibatch call at test_pairing.py:{line + k})" for k in range(2)
+    ]
+
+
+SCRIPT = """\
+import numpy as np
+import pymc as pm
+import minibatch as mb
+
+yb = mb.Minibatch(np.zeros(50), batch_size=10)
+xb = mb.Minibatch(np.ones(50), batch_size=10)
+
+
+def build():
+    with pm.Model():
+        b = pm.Normal("b", 0, 1)
+        pm.Normal("y", b * xb, 1, observed=yb, total_size=50)  # line 12
+
+
+build()
+"""
+
+
+def test_the_warning_is_reported_at_the_users_line_in_a_script(tmp_path):
+    """Run as a script, not at ``sys:1:`` nor inside pymc, pytensor or minibatch."""
+    script = tmp_path / "radon_script.py"
+    script.write_text(SCRIPT)
+    src = str(Path(mb.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-W", "always::UserWarning", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    reported = re.findall(r"^(.*):(\d+): UnpairedMinibatchWarning", done.stderr, re.MULTILINE)
+    assert reported == [(str(script), "12")], done.stderr
+    assert "(the Minibatch call at radon_script.py:5)" in done.stderr
+    assert "(the Minibatch call at radon_script.py:6)" in done.stderr
 
 
 @pytest.mark.parametrize("how", ["one call", "equal int seeds"])

@@ -371,3 +371,91 @@ def test_distributions_that_cannot_be_resized_are_refused():
         model.register_rv(pt.exp(pm.Normal.dist(0, 1, size=N)), "y", observed=np.exp(Y))
     with pytest.raises(ValueError, match=r"'y' has a distribution .* cannot resize"):
         minibatch_model(model, BATCH)
+
+
+# Local variables of each form the issue lists (issue 21, item 5): each is accepted, the round
+# trip has the original logp, and the batch density is N / B times the drawn rows' density.
+K, D = 3, 4
+Y_MATRIX = RNG.normal(size=(N, D))
+LABELS = RNG.integers(0, K, N)
+UNIT = {"unit": range(N)}
+
+
+def local_shape_n():
+    with pm.Model() as model:
+        z = pm.Normal("z", 0, 1, shape=N)
+        pm.Normal("y", X[:, 0] + z, 0.5, observed=Y)
+    return model
+
+
+def local_dims(hyper):
+    with pm.Model(coords=UNIT) as model:
+        if hyper == "free":  # the usual hierarchical random effect
+            m, tau = pm.Normal("m", 0, 1), pm.HalfNormal("tau", 1)
+        else:
+            m, tau = 1.5, 0.7
+        z = pm.Normal("z", m, tau, dims="unit")
+        pm.Normal("y", X[:, 0] + z, 0.5, observed=Y, dims="unit")
+    return model
+
+
+def local_non_centred():
+    with pm.Model(coords=UNIT) as model:
+        m, s = pm.Normal("m", 0, 1), pm.HalfNormal("s", 1)
+        z_raw = pm.Normal("z_raw", 0, 1, dims="unit")
+        z = pm.Deterministic("z", m + s * z_raw, dims="unit")
+        pm.Normal("y", X[:, 0] + z, 0.5, observed=Y, dims="unit")
+    return model
+
+
+def local_factor_scores():
+    with pm.Model() as model:
+        scores = pm.Normal("F", 0, 1, shape=(N, K))
+        loadings = pm.Normal("W", 0, 1, shape=(K, D))
+        sigma = pm.HalfNormal("sigma", 1)
+        pm.Normal("y", scores @ loadings, sigma, observed=Y_MATRIX)
+    return model
+
+
+def local_dirichlet_per_row():
+    with pm.Model() as model:
+        theta = pm.Dirichlet("theta", a=np.ones(K), shape=(N, K))
+        pm.Categorical("y", p=theta, observed=LABELS)
+    return model
+
+
+LOCAL_FORMS = {
+    "shape=N": (local_shape_n, "z", {}),
+    "dims, dim=": (lambda: local_dims("free"), "z", {"dim": "unit"}),
+    "dims, free hyper-parameters": (lambda: local_dims("free"), "z", {}),
+    "dims, constant hyper-parameters": (lambda: local_dims("constant"), "z", {}),
+    "non-centred": (local_non_centred, "z_raw", {}),
+    "factor scores (N, K)": (local_factor_scores, "F", {}),
+    "Dirichlet per row (N, K)": (local_dirichlet_per_row, "theta", {}),
+}
+
+
+@pytest.mark.parametrize("form", list(LOCAL_FORMS))
+def test_local_variables_of_every_form_round_trip_and_scale_the_drawn_rows(form):
+    make, name, options = LOCAL_FORMS[form]
+    model = make()
+    mini = minibatch_model(model, BATCH, random_seed=1, local=[name], **options)
+    assert mini[name].type.shape[0] == N or pm.draw(mini[name]).shape[0] == N  # stays full
+    assert pm.draw(mini["y"], random_seed=2).shape[0] == BATCH
+    original, back = model.compile_logp(), mb.full_data_model(mini).compile_logp()
+    value = mini.rvs_to_values[mini["y"]]
+    batch = mini.compile_fn(
+        [mini.logp(vars=[mini["y"]]), mb.index_of(value)],
+        inputs=mini.value_vars,
+        on_unused_input="ignore",
+    )
+    pointwise = model.compile_fn(
+        model.logp(vars=[model["y"]], sum=False)[0],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )
+    for point in points(model):
+        np.testing.assert_allclose(back(point), original(point), rtol=1e-10)
+        logp, rows = batch(point)
+        rowwise = np.asarray(pointwise(point)).reshape(N, -1).sum(axis=1)
+        np.testing.assert_allclose(logp, N / BATCH * rowwise[rows].sum(), rtol=1e-10)

@@ -21,14 +21,21 @@ anywhere else.  What this module knows:
   ``pytensor.function`` draws a new batch on every call" rests on it (PyMC's own compile finds
   the update through the Op instead).  :func:`set_default_update` sets it with that one
   deprecation caught; ``tests/test_compat.py`` fails when pytensor stops honouring it.
+* **Where a warning is reported** (:func:`warn_at_user_line`): at the first frame of the
+  user's code, outside minibatch, PyMC and PyTensor (:func:`user_frame`), through
+  ``skip_file_prefixes`` on Python 3.12+ and a stack walk computing ``stacklevel`` on 3.11.
 * **Upstream defects decided by version**, for the ``_upstream`` workarounds that no cheap
   probe can decide (each has a canary per version in ``tests/test_upstream.py``).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import warnings
+from collections.abc import Iterable
+from types import FrameType
 from typing import Any
 
 import pymc
@@ -129,3 +136,53 @@ def _installed(distribution: str) -> tuple[int, ...] | None:
 # fill value. zarr 3.1 has no such option. Read from metadata: zarr is optional, imported lazily.
 ZARR_VERSION = _installed("zarr")
 ZARR_READ_MISSING_CHUNKS = ZARR_VERSION is not None and ZARR_VERSION >= (3, 2)
+
+
+# The packages whose frames are not the user's: a warning raised from inside them is reported
+# at the first frame outside them.
+INTERNAL_DIRS: tuple[str, ...] = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (__file__, pymc.__file__, pytensor.__file__)
+    if path
+)
+
+
+def _internal(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(INTERNAL_DIRS)
+
+
+def user_frame(frames: Iterable[tuple[str, int]] | None = None) -> tuple[str, int] | None:
+    """``(filename, line)`` of the first frame outside minibatch, PyMC and PyTensor.
+
+    ``frames`` (innermost first) defaults to the calling stack; ``None`` when every frame is
+    internal (a call from inside PyMC with no user code on the stack).
+    """
+    if frames is None:
+        frames = _stack()
+    for filename, line in frames:
+        if not _internal(filename):
+            return filename, line
+    return None
+
+
+def _stack() -> Iterable[tuple[str, int]]:
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        yield frame.f_code.co_filename, frame.f_lineno
+        frame = frame.f_back
+
+
+def warn_at_user_line(message: str, category: type[Warning]) -> None:
+    """``warnings.warn(message, category)`` reported at the user's line, not inside a library.
+
+    Python 3.12+ skips the frames of minibatch, PyMC and PyTensor with ``skip_file_prefixes``;
+    3.11 walks the stack for the ``stacklevel`` of the first frame outside them.
+    """
+    if sys.version_info >= (3, 12):
+        warnings.warn(message, category, skip_file_prefixes=INTERNAL_DIRS)
+        return
+    level = 1
+    frame: FrameType | None = sys._getframe(0)
+    while frame is not None and _internal(frame.f_code.co_filename):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)

@@ -11,9 +11,11 @@ import numpy as np
 import pytensor
 
 from minibatch import _guards, _observed, _streamfit, _upstream
+from minibatch._compat import user_frame
 from minibatch._gather import gather
 from minibatch._index import add_user, draw_index, index_for, new_rng
 from minibatch._inputs import as_data_tensor, check_index_range, check_lengths
+from minibatch._pairing import CallSite
 from minibatch._schemes import check_scheme
 from minibatch._sources import is_out_of_core, open_source
 from minibatch._spec import is_spec_entry, parse_spec
@@ -248,9 +250,11 @@ def build(
     for ax, index in zip(axes, indices, strict=True):
         batches = gather(index, batches, ax.axis)
     storage = Storage(update_shared_f, in_memory_size)
+    site = user_frame()
     for i, (batch, tensor) in enumerate(zip(batches, tensors, strict=True)):
         batch.__class__ = Minibatch
         batch.name = _name(name, tensor, i, len(batches))
+        batch.tag.call_site = CallSite(site, i, len(batches))
         attach_storage(batch, storage)
         for index in indices:
             add_user(index, batch)

@@ -32,6 +32,7 @@ from pymc.variational.opvi import ObjectiveFunction
 from pytensor.graph.basic import Variable
 from pytensor.graph.traversal import ancestors
 
+from minibatch._compat import warn_at_user_line
 from minibatch._derived import derive, is_batch
 from minibatch._gather import source_of
 from minibatch._inputs import current_value
@@ -95,26 +96,24 @@ def resolve(observed: Any, total_size: Any, name: str) -> tuple[Any, Any]:
         _refuse_missing_values(observed, name)
         if sizes is None:
             if is_window(observed):
-                warnings.warn(
+                warn_at_user_line(
                     f"observed variable {name!r} is drawn from a window of its data "
                     f"(in_memory_size / update_shared_f) and has no total_size, so its density "
                     f"is scaled by the window's length, not the population's. Pass "
                     f"total_size=<number of rows of the whole data set>.",
                     TotalSizeWarning,
-                    stacklevel=4,
                 )
             return observed, implied(observed)
         check_agreement(observed, sizes, name)
         return observed, sizes
     derived = derive(observed)
     if derived is not observed and sizes is None:
-        warnings.warn(
+        warn_at_user_line(
             f"observed variable {name!r} is computed from a minibatch ({observed}) in a way "
             "minibatch cannot map to the data's axes, so its density is not scaled. Pass "
             "total_size=... (the full length of each subsampled axis), or observe the "
             "minibatch itself.",
             TotalSizeWarning,
-            stacklevel=4,
         )
     return derived, sizes
 
@@ -180,12 +179,11 @@ def checking_replacements(step_function: Any) -> Any:
     @functools.wraps(step_function)
     def wrapper(self: Any, *args: Any, more_replacements: Any = None, **kwargs: Any) -> Any:
         for name in unscaled_replacements(self.approx.model, more_replacements):
-            warnings.warn(
+            warn_at_user_line(
                 f"more_replacements turns the data of observed variable {name!r} into a "
                 "minibatch, but it has no total_size: its density is not scaled to the full "
                 "data. Pass total_size=<full length> to that observed variable.",
                 TotalSizeWarning,
-                stacklevel=3,
             )
         return step_function(self, *args, more_replacements=more_replacements, **kwargs)
 
