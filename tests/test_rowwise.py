@@ -121,17 +121,9 @@ def points(model, count=3, seed=0):
         yield {k: v + rng.normal(0, 0.5, size=np.shape(v)) for k, v in start.items()}
 
 
-# pymc 5.28's Truncated (the hurdle's positive part) calls pytensor 2.38's scan the old way.
-SCAN_WARNING = pytest.mark.filterwarnings("ignore:Scan return signature:DeprecationWarning")
-
-
-@pytest.mark.parametrize(
-    "form", [pytest.param(f, marks=SCAN_WARNING) if "hurdle" in f else f for f in FORMS]
-)
-def test_accepted_forms_round_trip_and_scale_the_drawn_rows(form):
-    model = build(form)
-    mini = mb.minibatch_model(model, BATCH, random_seed=1)
-    assert mini["y"].type.shape[0] == BATCH or pm.draw(mini["y"]).shape[0] == BATCH
+def check_round_trip_and_scaling(model, mini, at, n, batch_size):
+    """At each point of ``at``: ``full_data_model(mini)`` has ``model``'s logp, and the batch logp
+    of ``y`` is ``n / batch_size`` times the original's row-wise logp of the drawn rows."""
     original, back = model.compile_logp(), mb.full_data_model(mini).compile_logp()
     value = mini.rvs_to_values[mini["y"]]
     batch = mini.compile_fn(
@@ -144,11 +136,25 @@ def test_accepted_forms_round_trip_and_scale_the_drawn_rows(form):
         inputs=model.value_vars,
         on_unused_input="ignore",
     )
-    for point in points(model):
+    for point in at:
         np.testing.assert_allclose(back(point), original(point), rtol=1e-10)
         logp, rows = batch(point)
-        rowwise = np.asarray(pointwise(point)).reshape(N, -1).sum(axis=1)
-        np.testing.assert_allclose(logp, N / BATCH * rowwise[rows].sum(), rtol=1e-10)
+        rowwise = np.asarray(pointwise(point)).reshape(n, -1).sum(axis=1)
+        np.testing.assert_allclose(logp, n / batch_size * rowwise[rows].sum(), rtol=1e-10)
+
+
+# pymc 5.28's Truncated (the hurdle's positive part) calls pytensor 2.38's scan the old way.
+SCAN_WARNING = pytest.mark.filterwarnings("ignore:Scan return signature:DeprecationWarning")
+
+
+@pytest.mark.parametrize(
+    "form", [pytest.param(f, marks=SCAN_WARNING) if "hurdle" in f else f for f in FORMS]
+)
+def test_accepted_forms_round_trip_and_scale_the_drawn_rows(form):
+    model = build(form)
+    mini = mb.minibatch_model(model, BATCH, random_seed=1)
+    assert mini["y"].type.shape[0] == BATCH or pm.draw(mini["y"]).shape[0] == BATCH
+    check_round_trip_and_scaling(model, mini, points(model), N, BATCH)
 
 
 def test_initial_values_are_kept_and_the_model_is_unchanged():

@@ -10,6 +10,7 @@ from scipy import stats
 
 import minibatch as mb
 from minibatch._transform import minibatch_model
+from test_rowwise import check_round_trip_and_scaling
 
 # PyMC warns on every ASVGD that the method is experimental; that is PyMC's to say.
 pytestmark = pytest.mark.filterwarnings(
@@ -442,20 +443,4 @@ def test_local_variables_of_every_form_round_trip_and_scale_the_drawn_rows(form)
     mini = minibatch_model(model, BATCH, random_seed=1, local=[name], **options)
     assert mini[name].type.shape[0] == N or pm.draw(mini[name]).shape[0] == N  # stays full
     assert pm.draw(mini["y"], random_seed=2).shape[0] == BATCH
-    original, back = model.compile_logp(), mb.full_data_model(mini).compile_logp()
-    value = mini.rvs_to_values[mini["y"]]
-    batch = mini.compile_fn(
-        [mini.logp(vars=[mini["y"]]), mb.index_of(value)],
-        inputs=mini.value_vars,
-        on_unused_input="ignore",
-    )
-    pointwise = model.compile_fn(
-        model.logp(vars=[model["y"]], sum=False)[0],
-        inputs=model.value_vars,
-        on_unused_input="ignore",
-    )
-    for point in points(model):
-        np.testing.assert_allclose(back(point), original(point), rtol=1e-10)
-        logp, rows = batch(point)
-        rowwise = np.asarray(pointwise(point)).reshape(N, -1).sum(axis=1)
-        np.testing.assert_allclose(logp, N / BATCH * rowwise[rows].sum(), rtol=1e-10)
+    check_round_trip_and_scaling(model, mini, points(model), N, BATCH)
