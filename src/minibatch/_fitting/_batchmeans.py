@@ -50,6 +50,7 @@ class BatchMeans:
         self.count = 0  # completed batches
         self._sum = np.zeros(size)
         self._square = np.zeros(size)
+        self._scratch = np.zeros(size)
         self._filled = 0  # iterates in the batch being filled
 
     @property
@@ -60,7 +61,8 @@ class BatchMeans:
     def add(self, x: np.ndarray) -> bool:
         """Add one iterate; return whether it completed a batch."""
         self._sum += x
-        self._square += x * x
+        np.multiply(x, x, out=self._scratch)  # no temporary per step: this runs at every step
+        self._square += self._scratch
         self._filled += 1
         if self._filled < self.batch_size:
             return False

@@ -107,7 +107,7 @@ class Averager:
         self.decided = False
 
     def __call__(self, approx: Any, losses: Any, i: int) -> None:
-        self.last = self.layout.read()
+        self.layout.read(out=self.last)  # one buffer for every step's iterate
         self.steps += 1
         merging = self.window.count == self.rule.max_batches - 1
         if self.window.add(self.last):
@@ -225,13 +225,10 @@ class Averager:
         window = self.window
         if window.iterates + window._filled == 0:
             return self.last
-        if not self.stationary and window.count >= 2:
-            late = BatchMeans(self.layout.size, window.max_batches, window.batch_size)
-            late.sums[:] = window.sums
-            late.squares[:] = window.squares
-            late.count = window.count
-            late.drop_first_half()
-            return late.mean()
+        if not self.stationary and window.count >= 2:  # the later half of the window
+            keep = window.count - window.count // 2
+            later = window.sums[window.count - keep : window.count].sum(0)
+            return later / (keep * window.batch_size)
         return window.mean(partial=True)
 
     def summarise(self) -> FitReport:

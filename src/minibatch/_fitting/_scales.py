@@ -51,9 +51,10 @@ class Layout:
     def kinds(self) -> np.ndarray:
         return np.array(["mean"] * self.dim + ["spread"] * (self.size - self.dim))
 
-    def read(self) -> np.ndarray:
-        """The current parameters, flat (a copy)."""
-        return np.concatenate([np.asarray(p.get_value(borrow=True)).ravel() for p in self.params])
+    def read(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The current parameters, flat (a copy, into ``out`` when given)."""
+        values = [np.asarray(p.get_value(borrow=True)).ravel() for p in self.params]
+        return np.concatenate(values, out=out)
 
     def write(self, flat: np.ndarray) -> None:
         """Set the parameters from a flat vector."""
