@@ -10,6 +10,8 @@ approximation's parameters are set to the average of the stationary iterates, an
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -18,12 +20,18 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import pytensor
+from pymc.data import MinibatchOp
 from pymc.variational.inference import Inference
+from pytensor.graph.traversal import ancestors
+from pytensor.tensor.subtensor import AdvancedSubtensor, AdvancedSubtensor1
 
 from minibatch import _upstream
 from minibatch._fitting._report import FitReport, NotConvergedWarning
+from minibatch._fitting._rollback import Guard, nonfinite_variables
 from minibatch._fitting._rule import Averager, Rule
 from minibatch._fitting._scales import layout_of
+from minibatch._gather import MinibatchGatherOp
+from minibatch._streamfit import streams_in
 
 DEFAULT_CAP = 300_000
 """Steps run at most when ``n`` is not given."""
@@ -41,10 +49,12 @@ _RUN = "_minibatch_fit_run"  # the attribute of an Inference that holds its mb.f
 
 
 class _Run:
-    """One fit's rule and the callbacks of the user, whose ``StopIteration`` is recorded."""
+    """One fit's rule, its guarded step, and the callbacks of the user, whose
+    ``StopIteration`` is recorded."""
 
     def __init__(self, averager: Averager, callbacks: Sequence[Callable[..., Any]]) -> None:
         self.averager = averager
+        self.guard: Guard | None = None
         self.stopped_by_callback = False
         self.last_loss = np.nan
         self.callbacks = [self._first, *(self._watch(cb) for cb in callbacks)]
@@ -157,11 +167,32 @@ def fit(
     rule = Rule(tolerance=float(tolerance))
     run = _Run(Averager(layout, rule, learning_rate, stop), callbacks or [])
     setattr(inference, _RUN, run)  # on the object, not in a registry: it dies with the fit
+    _guard(inference, run, learning_rate)
     began = time.perf_counter()
     inference.fit(
         int(n or DEFAULT_CAP), obj_optimizer=obj_optimizer, callbacks=run.callbacks, **kwargs
     )
     return _finish(inference, run, int(n or DEFAULT_CAP), time.perf_counter() - began)
+
+
+def _guard(inference: Inference, run: _Run, rates: dict[str, Any] | None) -> None:
+    """Have this inference compile its step guarded (:mod:`._rollback`), and make the rule's
+    batches span whole stream windows once the compiled step shows which streams it reads.
+
+    The step function is wrapped on this ``Inference`` object alone (an instance attribute),
+    so ``pm.fit`` and other inferences are untouched."""
+    compile_step = inference.objective.step_function
+    approx, layout = inference.approx, run.averager.layout
+
+    def step_function(*args: Any, **kwargs: Any) -> Guard:
+        step = compile_step(*args, **kwargs)
+        run.guard = Guard(step, functools.partial(nonfinite_variables, approx, layout), rates)
+        periods = [s.steps_per_window for s in streams_in(step) if not s.static]
+        if periods:
+            run.averager.span(math.lcm(*periods))
+        return run.guard
+
+    inference.objective.step_function = step_function
 
 
 def _rate(kind: str) -> Any:
@@ -200,8 +231,11 @@ def _inference(
     name = method.lower()
     if name in _REFUSED:
         raise NotImplementedError(
-            f"mb.fit does not run {method!r} yet: its particles have no average to converge; "
-            "use pm.fit for SVGD and ASVGD"
+            f"mb.fit does not run {method!r}: its approximation is a set of particles, not a "
+            "distribution with one mean and sd per coordinate, so the rule has no scale to "
+            "measure errors in, and averaging each particle over steps would pull the "
+            "particles together (their spread is the answer). Run it with pm.fit(method="
+            f"{name!r}); mb.Minibatch batches and their scaling work there."
         )
     if name not in _METHODS:
         raise KeyError(
@@ -216,7 +250,45 @@ def _inference(
         if name != "advi":
             raise NotImplementedError("start_sigma is only available for method 'advi'")
         options["start_sigma"] = start_sigma
-    return _METHODS[name](model=pm.modelcontext(model), **options)
+    model = pm.modelcontext(model)
+    if name == "fullrank_advi":
+        local = local_variables(model)
+        if local:
+            raise NotImplementedError(
+                f"mb.fit does not run 'fullrank_advi' on a model with local latent variables "
+                f"({local}: one value per data row, indexed by a minibatch index): its "
+                "Cholesky factor has one entry per pair of coordinates, O(N^2) for N rows, "
+                "and each step would update all of them. Use method='advi' (mean-field), "
+                "which is O(N)."
+            )
+    return _METHODS[name](model=model, **options)
+
+
+def local_variables(model: pm.Model) -> list[str]:
+    """The free variables that enter an observed density indexed by a minibatch index
+    (``z[mb.index_of(xb)]``, or the same written by ``mb.minibatch_model(local=...)``)."""
+    free = set(model.free_RVs)
+    found: dict[str, None] = {}
+    for var in ancestors(model.observed_RVs):
+        node = var.owner
+        if node is None:
+            continue
+        if isinstance(node.op, MinibatchGatherOp):  # gathered with the data of one call
+            found.update(dict.fromkeys(v.name for v in node.inputs[1:] if v in free))
+        elif isinstance(node.op, AdvancedSubtensor | AdvancedSubtensor1):
+            base, *indices = node.inputs
+            if base in free and any(_drawn_index(i) for i in indices):
+                found[base.name] = None
+    return list(found)
+
+
+def _drawn_index(var: Any) -> bool:
+    """Whether ``var`` is computed from integers that a minibatch draws (the index, or gathered
+    positions), of ``mb.Minibatch`` or ``pm.Minibatch``."""
+    return any(
+        v.owner is not None and isinstance(v.owner.op, MinibatchOp) and v.dtype.startswith("int")
+        for v in ancestors([var])
+    )
 
 
 def _continue(
@@ -252,6 +324,7 @@ def _finish(
     approx.hist = inference.hist
     averager.layout.write(averager.average())
     report: FitReport = averager.summarise()
+    report.rollbacks = run.guard.rollbacks if run.guard is not None else 0
     report.seconds += seconds
     report.inference = inference
     if averager.converged and averager.stop:

@@ -54,6 +54,9 @@ class FitReport:
     step_sizes : list of (int, dict)
         The step at which each pair of step sizes began, ``{"mean": ..., "spread": ...}`` (empty
         when the optimiser is the user's).
+    rollbacks : int
+        Steps undone because their loss or new parameters were not finite (each retried with a
+        fresh draw and smaller steps; see :mod:`minibatch._fitting._rollback`).
     history : list of dict
         One entry per decision of the rule: ``step``, ``stationary``, the step sizes
         (``step_mean``, ``step_spread``) and the window's largest ``rhat_*``, ``mcse_*`` and
@@ -85,6 +88,7 @@ class FitReport:
     ess: dict[str, float] = field(default_factory=dict)
     threshold: float = float("nan")
     step_sizes: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    rollbacks: int = 0
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
     inference: Any = field(default=None, repr=False)
 
@@ -99,4 +103,5 @@ class FitReport:
             f"{state} after {self.steps} steps ({self.averaged} averaged); "
             f"R-hat max: {fmt(self.rhat)}; MCSE max: {fmt(self.mcse)} "
             f"(threshold {self.threshold:.3g}); ESS min: {fmt(self.ess)}"
+            + (f"; {self.rollbacks} non-finite steps undone" if self.rollbacks else "")
         )

@@ -37,7 +37,7 @@ most ``2.5 * tolerance``, each with probability 0.95, for one parameter as for a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,21 @@ class Averager:
         if learning_rate is not None:
             self.report.step_sizes.append((0, self._rates()))
         self._new_window()
+
+    def span(self, period: int) -> None:
+        """Make every batch of iterates span whole periods of ``period`` steps.
+
+        A streamed fit sees a new window of rows every ``steps_per_window`` steps, and each
+        window has its own optimum, so iterates within one window vary less than across
+        windows.  Batch means over whole windows carry the variation between windows into the
+        MCSE (batch means from within one window would undercount it); the window of the rule
+        then spans at least as many stream windows as it has batches (8 to 16).  Batches only
+        ever double, so they stay whole periods, aligned with the refreshes from step 0.
+        """
+        size = period * -(-self.rule.batch_size // period)
+        if size != self.rule.batch_size and self.steps == 0:
+            self.rule = replace(self.rule, batch_size=size)
+            self._new_window()
 
     def _new_window(self) -> None:
         self.window = BatchMeans(self.layout.size, self.rule.max_batches, self.rule.batch_size)
