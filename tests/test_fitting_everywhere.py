@@ -46,9 +46,7 @@ def _converged_fit(model, **kwargs):
 @pytest.mark.parametrize("mode", list(LINKERS))
 def test_every_backend_and_method_reaches_the_exact_posterior(conjugate, mode, method):
     model = _conjugate_model(conjugate, mb.Minibatch(conjugate.y, batch_size=100))
-    approx = _converged_fit(
-        model, method=method, random_seed=5, compile_kwargs=dict(mode=mode)
-    )
+    approx = _converged_fit(model, method=method, random_seed=5, compile_kwargs=dict(mode=mode))
     step = approx.report.inference.state.step
     assert type(step.maker.linker).__name__ == LINKERS[mode]  # compiled where asked
     assert approx.report.converged and approx.report.rollbacks == 0

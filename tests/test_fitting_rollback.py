@@ -42,7 +42,7 @@ def test_a_non_finite_step_is_undone_and_retried_with_a_smaller_step():
 
 
 def test_a_run_of_non_finite_steps_raises_with_the_last_finite_values_kept():
-    step, x, m, _, rate = _counted_step(fail_first=10**6)
+    step, x, m, _, _ = _counted_step(fail_first=10**6)
     guard = Guard(step, lambda every=False: ["x"] if every else [], None)
     with pytest.raises(FloatingPointError, match=f"{MAX_RETRIES} attempts in a row") as err:
         guard()
