@@ -286,7 +286,9 @@ def _drawn_index(var: Any) -> bool:
     """Whether ``var`` is computed from integers that a minibatch draws (the index, or gathered
     positions), of ``mb.Minibatch`` or ``pm.Minibatch``."""
     return any(
-        v.owner is not None and isinstance(v.owner.op, MinibatchOp) and v.dtype.startswith("int")
+        v.owner is not None
+        and isinstance(v.owner.op, MinibatchOp)
+        and str(v.type.dtype).startswith("int")
         for v in ancestors([var])
     )
 
