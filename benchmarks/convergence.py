@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from minibatch import demo
 
 GOAL = {"mean_rms": 0.1, "mean_max": 0.3, "logsd_rms": 0.1, "logsd_max": 0.25}
 RATES = (1e-1, 1e-2, 1e-3, 1e-4)
+BACKENDS = ("NUMBA", "JAX")  # "mb.fit()" alone is the default backend: C on pymc 5, Numba on 6
 
 
 @dataclass
@@ -139,8 +141,35 @@ def local_latents(rng: np.random.Generator) -> Case:
     return Case("local latents (1000 rows, batch 100)", model, *ref)
 
 
+def epoch(rng: np.random.Generator) -> Case:
+    """The conjugate model with batches drawn epoch by epoch (each pass a permutation)."""
+    y = rng.normal(3.0, 1.0, 1000)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 10.0)
+        batch = mb.Minibatch(y, batch_size=100, sampling="epoch")
+        pm.Normal("y", mu, 1.0, observed=batch)
+    ref = gaussian_reference(np.array([[1 / 100 + 1000]]), np.array([y.sum()]))
+    return Case("conjugate, epochs", model, *ref)
+
+
+def streamed(rng: np.random.Generator) -> Case:
+    """The conjugate model on sorted data streamed from a memmap in windows of 1000 of its
+    10000 rows: each window's optimum is many posterior sds from the full data's."""
+    y = np.sort(rng.normal(3.0, 1.0, 10_000))
+    path = Path(tempfile.mkdtemp()) / "y.npy"
+    np.save(path, y)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 10.0)
+        batch = mb.Minibatch(np.load(path, mmap_mode="r"), batch_size=100, window=1000)
+        pm.Normal("y", mu, 1.0, observed=batch)
+    ref = gaussian_reference(np.array([[1 / 100 + 10_000]]), np.array([y.sum()]))
+    return Case("conjugate, sorted memmap streamed (10000, window 1000)", model, *ref)
+
+
 MODELS: dict[str, Callable[[np.random.Generator], Case]] = {
     "conjugate": conjugate,
+    "epoch": epoch,
+    "streamed": streamed,
     "regression": regression,
     "seeds": seeds,
     "logistic": logistic,
@@ -168,8 +197,8 @@ def meets(row: dict[str, float]) -> bool:
 def run_fit(case: Case, label: str, seed: int, **options: object) -> dict[str, object]:
     began = time.perf_counter()
     with case.model:
-        if label == "mb.fit()":
-            approx = mb.fit(random_seed=seed, progressbar=False)
+        if label.startswith("mb.fit()"):
+            approx = mb.fit(random_seed=seed, progressbar=False, **options)
             steps, converged = approx.report.steps, approx.report.converged
         else:
             approx = pm.fit(10_000, random_seed=seed, progressbar=False, **options)
@@ -184,7 +213,9 @@ def run_fit(case: Case, label: str, seed: int, **options: object) -> dict[str, o
 def fits() -> list[tuple[str, dict[str, object]]]:
     out: list[tuple[str, dict[str, object]]] = [("pm.fit defaults", {})]
     out += [(f"pm.adam({r:g})", {"obj_optimizer": pm.adam(learning_rate=r)}) for r in RATES]
-    return [*out, ("mb.fit()", {})]
+    ours = [("mb.fit()", {})]
+    ours += [(f"mb.fit() {m}", {"compile_kwargs": {"mode": m}}) for m in BACKENDS]
+    return [*out, *ours]
 
 
 def table(rows: list[dict[str, object]]) -> str:
@@ -254,7 +285,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument(
-        "--only-mb", action="store_true", help="run mb.fit() alone; keep the file's other rows"
+        "--fits", nargs="*", help="run these fits alone (labels as in the table); keep the rest"
     )
     parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs/convergence.json"))
     parser.add_argument("--table", action="store_true", help="print the table of --out; no fit")
@@ -273,7 +304,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     for name in args.models:
         case = MODELS[name](np.random.default_rng(0))
         for label, options in fits():
-            if args.only_mb and label != "mb.fit()":
+            if args.fits and label not in args.fits:
                 continue
             for seed in args.seeds:
                 row = run_fit(case, label, seed, **options)
@@ -285,8 +316,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
                     f"{row['seconds']:.1f}s {'ok' if row['meets'] else '--'}",
                     flush=True,
                 )
-    if args.only_mb and Path(args.out).exists():  # keep the other fits' rows of the file
-        kept = [r for r in json.loads(Path(args.out).read_text()) if r["fit"] != "mb.fit()"]
+    if args.fits and Path(args.out).exists():  # keep the other rows of the file
+        ran = {(r["model"], r["fit"]) for r in rows}
+        kept = [
+            r
+            for r in json.loads(Path(args.out).read_text())
+            if (r["model"], r["fit"]) not in ran
+        ]
         rows = [*kept, *rows]
         order: dict[object, int] = {}
         for r in rows:
