@@ -17,6 +17,8 @@ from minibatch._fitting._callback import Converged
 
 TOLERANCE = 0.1
 N_STEPS = 100_000
+# the C backend: pytensor 3 defaults to Numba, whose compile takes a minute for SVGD
+CVM = {"compile_kwargs": {"mode": "CVM"}}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,7 @@ def stopped(model):
             obj_optimizer=pm.adam(learning_rate=3e-2),
             random_seed=2,
             progressbar=False,
+            **CVM,
         )
     return cb, approx
 
@@ -81,6 +84,7 @@ def test_n_running_out_leaves_the_last_iterate_until_install(model):
             obj_optimizer=pm.adam(learning_rate=3e-2),
             random_seed=1,
             progressbar=False,
+            **CVM,
         )
     assert not cb.converged and len(approx.hist) == 600
     last = cb.averager.last
@@ -96,7 +100,7 @@ def test_n_running_out_leaves_the_last_iterate_until_install(model):
 def test_svgd_is_refused_by_name(model):
     cb = Converged()
     with model, pytest.raises(NotImplementedError, match=r"Empirical approximation \(SVGD"):
-        pm.fit(2, method="svgd", callbacks=[cb], random_seed=1, progressbar=False)
+        pm.fit(2, method="svgd", callbacks=[cb], random_seed=1, progressbar=False, **CVM)
     assert cb.averager is None
 
 

@@ -12,6 +12,9 @@ import pytest
 import minibatch as mb
 from minibatch._fitting._plot import plot_report, running_median, smoothing_window
 
+# the C backend: pytensor 3 defaults to Numba, slow to compile
+CVM = {"compile_kwargs": {"mode": "CVM"}}
+
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -36,7 +39,7 @@ def model():
 def report(model):
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore", mb.NotConvergedWarning)
-        approx = mb.fit(3000, random_seed=1, progressbar=False)
+        approx = mb.fit(3000, random_seed=1, progressbar=False, **CVM)
     return approx.report
 
 
@@ -100,7 +103,7 @@ def test_a_user_optimiser_has_no_step_panel_and_axes_can_be_given(model):
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore", mb.NotConvergedWarning)
         approx = mb.fit(
-            1200, random_seed=1, progressbar=False, obj_optimizer=pm.adam(learning_rate=0.03)
+            1200, random_seed=1, progressbar=False, **CVM, obj_optimizer=pm.adam(learning_rate=0.03)
         )
     report = approx.report
     assert report.step_sizes == []
