@@ -105,3 +105,13 @@ class FitReport:
             f"(threshold {self.threshold:.3g}); ESS min: {fmt(self.ess)}"
             + (f"; {self.rollbacks} non-finite steps undone" if self.rollbacks else "")
         )
+
+    def plot(self, axes: Any = None) -> Any:
+        """Draw the loss, the step sizes and the rule's decisions; return the figure.
+
+        See :func:`minibatch._fitting._plot.plot_report`; needs matplotlib
+        (``pip install "pymc-minibatch[plot]"``).
+        """
+        from minibatch._fitting._plot import plot_report
+
+        return plot_report(self, axes=axes)
