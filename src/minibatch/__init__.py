@@ -51,7 +51,7 @@ Where later features plug in
   variables (``z[index_of(xb)]``).
 """
 
-from minibatch._fitting import FitReport, NotConvergedWarning, fit
+from minibatch._fitting import Converged, FitReport, NotConvergedWarning, fit
 from minibatch._gather import epoch_of, index_of
 from minibatch._minibatch import Minibatch, align_minibatches
 from minibatch._observed import as_given
@@ -65,6 +65,7 @@ from minibatch._transform import minibatch_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "Converged",
     "FitReport",
     "Minibatch",
     "NotConvergedWarning",

@@ -2,10 +2,13 @@
 
 ``_batchmeans`` (bounded-memory mean, MCSE, ESS and split-R-hat of a run of iterates),
 ``_scales`` (which parameters are watched, on which scale), ``_report`` (the fit's record and
-its warning), ``_rule`` (the decisions: stationary, halve, stop), ``_fit`` (the public function).
+its warning), ``_rule`` (the decisions: stationary, halve, stop), ``_rollback`` (a non-finite
+step undone and retried), ``_fit`` (the public function), ``_callback`` (the rule as a
+``pm.fit`` callback) and ``_plot`` (a report drawn).
 """
 
+from minibatch._fitting._callback import Converged
 from minibatch._fitting._fit import fit
 from minibatch._fitting._report import FitReport, NotConvergedWarning
 
-__all__ = ["FitReport", "NotConvergedWarning", "fit"]
+__all__ = ["Converged", "FitReport", "NotConvergedWarning", "fit"]

@@ -68,7 +68,6 @@ class Converged:
     Examples
     --------
     >>> import numpy as np, pymc as pm, minibatch as mb
-    >>> from minibatch._fitting._callback import Converged
     >>> y = np.random.default_rng(0).normal(3.0, 1.0, size=1000)
     >>> with pm.Model():
     ...     mu = pm.Normal("mu", 0.0, 10.0)

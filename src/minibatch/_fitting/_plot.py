@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import median_filter
 
-from minibatch._fitting._report import FitReport
-
 RHAT_MAX = 1.1
 """The R-hat line drawn (the rule's default ``rhat_max``)."""
 
@@ -39,7 +37,7 @@ def running_median(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndar
     return np.arange(half + 1, len(values) - half + 1), smooth
 
 
-def plot_report(report: FitReport, axes: Sequence[Any] | None = None, *, hist: Any = None) -> Any:
+def plot_report(report: Any, axes: Sequence[Any] | None = None, *, hist: Any = None) -> Any:
     """Draw what a fit did: its loss, its step sizes and the stopping rule's decisions.
 
     Parameters
@@ -100,7 +98,7 @@ def plot_report(report: FitReport, axes: Sequence[Any] | None = None, *, hist: A
     return fig
 
 
-def _loss(ax: Any, report: FitReport, hist: Any) -> None:
+def _loss(ax: Any, report: Any, hist: Any) -> None:
     if hist is None:
         hist = getattr(report.inference, "hist", None)
     values = np.asarray(hist if hist is not None else (), dtype=float)
@@ -121,7 +119,7 @@ def _loss(ax: Any, report: FitReport, hist: Any) -> None:
     ax.legend(loc="upper right", fontsize="small")
 
 
-def _steps(ax: Any, report: FitReport) -> None:
+def _steps(ax: Any, report: Any) -> None:
     starts = [step for step, _ in report.step_sizes]
     end = max(report.steps, starts[-1])
     for kind in KINDS:
@@ -134,7 +132,7 @@ def _steps(ax: Any, report: FitReport) -> None:
     ax.legend(loc="upper right", fontsize="small")
 
 
-def _decisions(ax: Any, report: FitReport) -> None:
+def _decisions(ax: Any, report: Any) -> None:
     history = report.history
     for kind in KINDS:
         picked = [(h["step"], h[f"mcse_{kind}"]) for h in history if f"mcse_{kind}" in h]
