@@ -230,11 +230,19 @@ def test_fits_in_two_threads_do_not_share_index_state(conjugate):
     alone, together = {}, {}
     for seed in (1, 2):
         fit(seed, alone)
+    # pytensor's compile sets config.traceback__limit to traceback__compile_limit (0) inside
+    # config.change_flags, which saves and restores without a lock too: two compiles in two
+    # threads can leave it at 0 for the rest of the process, and then no variable built after
+    # has a tag.trace (the pm.Minibatch call sites of test_pairing).  Put it back.
+    saved = pytensor.config.traceback__limit
     threads = [threading.Thread(target=fit, args=(seed, together)) for seed in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pytensor.config.traceback__limit = saved
     if errors:
         raise errors[0]
     # the same batches give the same losses; two threads may only change the last bit of a sum
