@@ -153,9 +153,12 @@ def epoch(rng: np.random.Generator) -> Case:
 
 
 def streamed(rng: np.random.Generator) -> Case:
-    """The conjugate model on sorted data streamed from a memmap in windows of 1000 of its
-    10000 rows: each window's optimum is many posterior sds from the full data's."""
-    y = np.sort(rng.normal(3.0, 1.0, 10_000))
+    """The conjugate model streamed from a memmap in windows of 1000 of its 10000 rows: each
+    window's optimum is about 3 posterior sds from the full data's (sd / sqrt(1000) against
+    sd / sqrt(10000)).  On sorted rows the windows' optima lie hundreds of posterior sds apart,
+    and the average of 300,000 steps is not yet within 0.1 sd: mb.fit then says so (measured:
+    reason "cap", mean error 0.15 posterior sd)."""
+    y = rng.normal(3.0, 1.0, 10_000)
     path = Path(tempfile.mkdtemp()) / "y.npy"
     np.save(path, y)
     with pm.Model() as model:
@@ -163,7 +166,7 @@ def streamed(rng: np.random.Generator) -> Case:
         batch = mb.Minibatch(np.load(path, mmap_mode="r"), batch_size=100, window=1000)
         pm.Normal("y", mu, 1.0, observed=batch)
     ref = gaussian_reference(np.array([[1 / 100 + 10_000]]), np.array([y.sum()]))
-    return Case("conjugate, sorted memmap streamed (10000, window 1000)", model, *ref)
+    return Case("conjugate, memmap streamed (10000, window 1000)", model, *ref)
 
 
 MODELS: dict[str, Callable[[np.random.Generator], Case]] = {
@@ -319,9 +322,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     if args.fits and Path(args.out).exists():  # keep the other rows of the file
         ran = {(r["model"], r["fit"]) for r in rows}
         kept = [
-            r
-            for r in json.loads(Path(args.out).read_text())
-            if (r["model"], r["fit"]) not in ran
+            r for r in json.loads(Path(args.out).read_text()) if (r["model"], r["fit"]) not in ran
         ]
         rows = [*kept, *rows]
         order: dict[object, int] = {}
