@@ -77,7 +77,8 @@ def test_scales_are_q_sd_and_log_sd_derivatives():
     with pm.Model():
         pm.Normal("x", shape=3)
         mf = layout_of(pm.ADVI(random_seed=0).approx)
-        fr = layout_of(pm.FullRankADVI(random_seed=0).approx)
+        full_rank = pm.FullRankADVI(random_seed=0).approx
+        fr = layout_of(full_rank)
     rho = np.array([-3.0, 0.0, 2.0])
     scales = mf.scales(np.concatenate([np.zeros(3), rho]))
     sd = np.log1p(np.exp(rho))
@@ -85,12 +86,22 @@ def test_scales_are_q_sd_and_log_sd_derivatives():
     h = 1e-6
     dlogsd = (np.log(np.log1p(np.exp(rho + h))) - np.log(np.log1p(np.exp(rho - h)))) / (2 * h)
     np.testing.assert_allclose(scales[3:], 1 / dlogsd, rtol=1e-6)
+    # PyMC keeps L's diagonal unconstrained: L[i, i] = softplus(stored entry)
     chol = np.array([[1.0, 0, 0], [0.5, 2.0, 0], [-1.0, 0.3, 0.2]])
-    flat = np.concatenate([np.zeros(3), chol[np.tril_indices(3)]])
+    stored = chol.copy()
+    stored[np.diag_indices(3)] = np.log(np.expm1(np.diag(chol)))
+    row, col = np.tril_indices(3)
+    flat = np.concatenate([np.zeros(3), stored[row, col]])
+    fr.write(flat)
+    np.testing.assert_allclose(full_rank.L.eval(), chol)  # the layout reads PyMC's L
+    np.testing.assert_allclose(fr.cholesky(flat), chol)
+    np.testing.assert_allclose(fr.qsd(flat), full_rank.std.eval())
     rows = np.linalg.norm(chol, axis=1)
     np.testing.assert_allclose(fr.scales(flat)[:3], rows)
-    np.testing.assert_allclose(fr.scales(flat)[3:], rows[np.tril_indices(3)[0]])
-    np.testing.assert_allclose(fr.qsd(flat), np.sqrt(np.diag(chol @ chol.T)))
+    # an error e in a stored diagonal entry moves L[i, i] by sigmoid(entry) * e
+    sigmoid = 1 / (1 + np.exp(-stored[row, col]))
+    expected = np.where(row == col, rows[row] / sigmoid, rows[row])
+    np.testing.assert_allclose(fr.scales(flat)[3:], expected)
 
 
 def test_other_approximations_are_refused_by_name():

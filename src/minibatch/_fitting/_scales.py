@@ -8,6 +8,8 @@ An error in a parameter counts against the scale on which a user reads the fit:
   ``d log sd / d rho = sigmoid(rho) / softplus(rho)``;
 * a **Cholesky entry** ``L[i, j]`` (full-rank ``L_tril``): in units of q's sd of coordinate
   ``i``, the norm of row ``i`` of ``L`` (an error ``e`` there moves that sd by at most ``e``).
+  PyMC stores the diagonal unconstrained (``L[i, i] = softplus(L_tril entry)``), so an error in
+  a diagonal entry is divided by ``sigmoid`` of it as well.
 
 :func:`layout_of` reads which parameters an approximation has; :meth:`Layout.scales` gives, at a
 point, the factor by which each watched scalar's error is divided, and :meth:`Layout.kinds` the
@@ -70,9 +72,17 @@ class Layout:
         rest = flat[self.dim :]
         if self.family == "meanfield":
             return np.logaddexp(0.0, rest)
-        rows = np.zeros((self.dim, self.dim))
-        rows[np.tril_indices(self.dim)] = rest
+        rows = self.cholesky(flat)
         return np.sqrt((rows * rows).sum(1))
+
+    def cholesky(self, flat: np.ndarray) -> np.ndarray:
+        """q's Cholesky factor ``L`` at the full-rank parameters ``flat`` (as PyMC builds it:
+        the stored diagonal passed through softplus)."""
+        rows = np.zeros((self.dim, self.dim))
+        rows[np.tril_indices(self.dim)] = flat[self.dim :]
+        diag = np.arange(self.dim)
+        rows[diag, diag] = np.logaddexp(0.0, rows[diag, diag])
+        return rows
 
     def scales(self, flat: np.ndarray) -> np.ndarray:
         """The unit of each watched scalar's error at ``flat`` (see the module docstring)."""
@@ -82,7 +92,10 @@ class Layout:
             # d log sd / d rho = sigmoid(rho) / softplus(rho): divide rho's error by its inverse
             spread = sd * (1.0 + np.exp(-rho))
         else:
-            spread = sd[np.tril_indices(self.dim)[0]]
+            row, col = np.tril_indices(self.dim)
+            spread = sd[row]
+            raw = flat[self.dim :][row == col]  # d softplus / d raw = sigmoid(raw)
+            spread[row == col] *= 1.0 + np.exp(-raw)
         return np.concatenate([sd, spread])
 
 
