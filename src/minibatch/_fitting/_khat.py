@@ -86,7 +86,7 @@ def pareto_khat(log_weights: np.ndarray) -> float:
         sample-size limit ``1 - 1 / log10(S)`` when smaller) an estimate weighted by them is
         not reliable.  Special values: ``-inf`` when the largest ``M`` weights all equal the
         next one (no tail at all, e.g. constant weights: ``q`` is ``p``); ``inf`` when a log
-        weight is ``+inf`` or every weight is zero; NaN when ``M < 5`` (fewer than 25 draws)
+        weight is ``+inf`` or every weight is zero; NaN when ``M < 5`` (fewer than 21 draws)
         leaves too few to fit.
 
     Notes
