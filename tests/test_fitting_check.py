@@ -18,25 +18,28 @@ import pytest
 from scipy import stats
 
 import minibatch as mb
+from minibatch._compat import C_MODE
 from minibatch._fitting._check import FullDataCheck, _gaussian, check_fit
+
+C = {"mode": C_MODE}  # pymc 6 compiles fits with Numba by default: slow to compile
 
 
 def _ridge_data():
     rng = np.random.default_rng(7)
     x1 = rng.normal(size=200)
     x2 = 0.995 * x1 + math.sqrt(1 - 0.995**2) * rng.normal(size=200)
-    X = np.column_stack([x1, x2])
-    return X, X @ np.array([1.0, 1.0]) + rng.normal(size=200)
+    x = np.column_stack([x1, x2])
+    return x, x @ np.array([1.0, 1.0]) + rng.normal(size=200)
 
 
 @pytest.fixture(scope="module")
 def ridge():
-    X, y = _ridge_data()
+    x, y = _ridge_data()
     with pm.Model() as model:
         w = pm.Normal("w", 0, 10, shape=2)
-        pm.Normal("y", X @ w, 1.0, observed=y)
-    precision = X.T @ X + np.eye(2) / 100
-    return model, np.linalg.solve(precision, X.T @ y), np.linalg.inv(precision)
+        pm.Normal("y", x @ w, 1.0, observed=y)
+    precision = x.T @ x + np.eye(2) / 100
+    return model, np.linalg.solve(precision, x.T @ y), precision
 
 
 def _conjugate_minibatch_model(conjugate):
@@ -49,7 +52,7 @@ def _conjugate_minibatch_model(conjugate):
 def test_exact_mean_field_family_gives_a_small_khat(conjugate):
     """A minibatch fit checked against its full data (1000 rows, batches of 100)."""
     model = _conjugate_minibatch_model(conjugate)
-    approx = mb.fit(model=model, random_seed=1, progressbar=False)
+    approx = mb.fit(model=model, random_seed=1, progressbar=False, compile_kwargs=C)
     check = check_fit(approx, 2000, random_seed=2)
     assert isinstance(check, FullDataCheck)
     assert check.khat < 0.5 and check.verdict == "good", check.summary()
@@ -63,7 +66,7 @@ def test_log_weights_are_the_full_data_posterior_over_q(conjugate):
     (no total_size scaling), for the draws mu = m + s * eps that the seed fixes; and the same
     for a full-data model built by hand, and whatever the chunk."""
     model = _conjugate_minibatch_model(conjugate)
-    approx = pm.fit(2000, model=model, random_seed=1, progressbar=False)
+    approx = pm.fit(2000, model=model, random_seed=1, progressbar=False, compile_kwargs=C)
     check = check_fit(approx, 50, chunk=7, random_seed=3)
     (m,), (s,) = approx.mean.eval(), approx.std.eval()
     eps = np.random.default_rng(3).standard_normal(50)
@@ -83,8 +86,13 @@ def test_log_weights_are_the_full_data_posterior_over_q(conjugate):
 
 
 def test_strong_correlation_mean_field_is_bad_and_full_rank_is_good(ridge):
-    model, mean, cov = ridge
-    mean_field = mb.fit(method="advi", model=model, random_seed=0, progressbar=False)
+    model, mean, precision = ridge
+    mean_field = mb.fit(
+        method="advi", model=model, random_seed=0, progressbar=False, compile_kwargs=C
+    )
+    # mean-field's optimum: each variance the inverse of the precision's diagonal, 1 - rho^2
+    # times the marginal variance
+    np.testing.assert_allclose(mean_field.std.eval(), np.diag(precision) ** -0.5, rtol=0.1)
     check = check_fit(mean_field, 2000, random_seed=10)
     assert check.khat > 0.8 and check.verdict == "bad", check.summary()
     assert check.ess < 0.1 * 2000
@@ -93,10 +101,13 @@ def test_strong_correlation_mean_field_is_bad_and_full_rank_is_good(ridge):
     # smaller second step settles the Cholesky factor
     with model:
         inference = pm.FullRankADVI(random_seed=0, start={"w": mean})
-        inference.fit(2000, obj_optimizer=pm.adam(learning_rate=0.02), progressbar=False)
-        full_rank = inference.fit(
-            2000, obj_optimizer=pm.adam(learning_rate=0.002), progressbar=False
+        inference.fit(
+            2000, obj_optimizer=pm.adam(learning_rate=0.02), progressbar=False, compile_kwargs=C
         )
+        full_rank = inference.fit(
+            2000, obj_optimizer=pm.adam(learning_rate=0.002), progressbar=False, compile_kwargs=C
+        )
+    np.testing.assert_allclose(full_rank.cov.eval(), np.linalg.inv(precision), rtol=0.15)
     check = check_fit(full_rank, 2000, random_seed=10)
     assert check.khat < 0.5 and check.verdict == "good", check.summary()
     assert check.ess > 0.8 * 2000
@@ -108,7 +119,7 @@ def test_q_drawn_is_the_approximation(ridge):
     model, _, _ = ridge
     for method in (pm.ADVI, pm.FullRankADVI):
         with model:
-            approx = method(random_seed=4).fit(300, progressbar=False)
+            approx = method(random_seed=4).fit(300, progressbar=False, compile_kwargs=C)
         group = approx.groups[0]
         mean, factor, log_det = _gaussian(group, 2)
         cov = np.diag(factor**2) if factor.ndim == 1 else factor @ factor.T
@@ -145,9 +156,11 @@ def test_streamed_data_are_refused_with_the_recipe(tmp_path, conjugate):
     stored[:] = conjugate.y
     stored.flush()
     source = np.load(path, mmap_mode="r")
-    with pm.Model() as model:
+    with pm.Model():
         mu = pm.Normal("mu", conjugate.mu0, conjugate.tau0)
-        pm.Normal("y", mu, conjugate.sigma, observed=mb.Minibatch(source, batch_size=10, window=100))
+        pm.Normal(
+            "y", mu, conjugate.sigma, observed=mb.Minibatch(source, batch_size=10, window=100)
+        )
         approx = pm.ADVI(random_seed=0).approx
     with pytest.raises(ValueError, match=r"streamed.*check_fit\(approx, model=full_model\)"):
         check_fit(approx, 100)

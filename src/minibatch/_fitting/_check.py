@@ -175,8 +175,8 @@ def check_fit(
     ...     mu = pm.Normal("mu", 0.0, 10.0)
     ...     sigma = pm.HalfNormal("sigma", 5.0)
     ...     _ = pm.Normal("y", mu, sigma, observed=y)
-    ...     approx = pm.fit(20_000, random_seed=1, progressbar=False,
-    ...                     obj_optimizer=pm.adam(learning_rate=0.01))
+    ...     approx = pm.fit(4000, random_seed=1, progressbar=False,
+    ...                     obj_optimizer=pm.adam(learning_rate=0.03))
     >>> check = check_fit(approx, 1000, random_seed=2)
     >>> check.verdict, check.parameters, check.log_weights.shape
     ('good', 2, (1000,))
@@ -220,9 +220,7 @@ def _count(name: str, value: Any, least: int) -> int:
 def _group_of(approx: Any) -> Any:
     groups = list(getattr(approx, "groups", None) or ())
     if len(groups) != 1 or not isinstance(groups[0], MeanFieldGroup | FullRankGroup):
-        found = (
-            ", ".join(type(g).__name__ for g in groups) if groups else type(approx).__name__
-        )
+        found = ", ".join(type(g).__name__ for g in groups) if groups else type(approx).__name__
         raise TypeError(
             "approx must be a one-group mean-field (ADVI) or full-rank (FullRankADVI) "
             f"approximation, as pm.fit or mb.fit return; got {found}"
