@@ -3,9 +3,11 @@
 * A conjugate normal mean: the posterior is one Gaussian coordinate, which mean-field holds
   exactly, so k-hat is small.
 * A regression on two covariates of correlation 0.995: the posterior is Gaussian with
-  correlation -0.994.  Mean-field's optimum has each variance 1 - rho^2 times the marginal, so
-  along the ridge q is about 100 times too narrow in variance, and the weights' tail shape is
-  1 - 1/100 (see test_fitting_khat): k-hat far above 0.7.  Full rank holds the posterior exactly.
+  correlation rho = -0.994.  Mean-field's optimum has each variance 1 - rho^2 times the
+  marginal, so along the ridge q's variance is sigma^2 (1 - rho^2) against p's
+  sigma^2 (1 + |rho|): 1 - |rho| times it, and the weights' tail shape is
+  1 - (1 - |rho|) = 0.994 (see test_fitting_khat): k-hat far above 0.7.  Full rank holds the
+  posterior exactly.
 """
 
 from __future__ import annotations

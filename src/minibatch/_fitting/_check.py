@@ -72,7 +72,8 @@ class FullDataCheck:
         """One line: k-hat, its verdict and the importance ESS."""
         return (
             f"Pareto k-hat {self.khat:.2f} ({self.verdict}; good < {GOOD}, ok < "
-            f"{self.threshold:.2f}) from {self.draws} draws of {self.parameters} parameters; "
+            f"{self.threshold:.2f}) from {self.draws} draws of {self.parameters} "
+            f"parameter{'s' if self.parameters != 1 else ''}; "
             f"importance ESS {self.ess:.0f} ({self.ess / self.draws:.0%})"
         )
 
