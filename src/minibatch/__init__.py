@@ -51,7 +51,15 @@ Where later features plug in
   variables (``z[index_of(xb)]``).
 """
 
-from minibatch._fitting import Converged, FitReport, NotConvergedWarning, fit
+from minibatch._fitting import (
+    Converged,
+    FitReport,
+    FullDataCheck,
+    NotConvergedWarning,
+    check_fit,
+    fit,
+    pareto_khat,
+)
 from minibatch._gather import epoch_of, index_of
 from minibatch._minibatch import Minibatch, align_minibatches
 from minibatch._observed import as_given
@@ -67,6 +75,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Converged",
     "FitReport",
+    "FullDataCheck",
     "Minibatch",
     "NotConvergedWarning",
     "SourceError",
@@ -76,6 +85,7 @@ __all__ = [
     "__version__",
     "align_minibatches",
     "as_given",
+    "check_fit",
     "epoch_of",
     "fit",
     "full_data_model",
@@ -83,4 +93,5 @@ __all__ = [
     "log_likelihood",
     "minibatch_model",
     "parquet",
+    "pareto_khat",
 ]
