@@ -92,6 +92,6 @@ __all__ = [
     "index_of",
     "log_likelihood",
     "minibatch_model",
-    "parquet",
     "pareto_khat",
+    "parquet",
 ]

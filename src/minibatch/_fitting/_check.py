@@ -54,6 +54,20 @@ class FullDataCheck:
         The unconstrained coordinates of ``q``.
     verdict : str
         ``"good"`` (k-hat below 0.5), ``"ok"`` (below :attr:`threshold`) or ``"bad"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from minibatch import FullDataCheck
+    >>> check = FullDataCheck(khat=0.31, draws=1000, log_weights=np.zeros(1000), ess=940.0,
+    ...                       parameters=3, verdict="good")
+    >>> round(check.threshold, 3)
+    0.667
+    >>> for part in check.summary().split("; "):
+    ...     print(part)
+    Pareto k-hat 0.31 (good
+    good < 0.5, ok < 0.67) from 1000 draws of 3 parameters
+    importance ESS 940 (94%)
     """
 
     khat: float
