@@ -23,9 +23,9 @@ import pytensor
 from pymc.data import MinibatchOp
 from pymc.variational.inference import Inference
 from pytensor.graph.traversal import ancestors
-from pytensor.tensor.subtensor import AdvancedSubtensor, AdvancedSubtensor1
 
 from minibatch import _upstream
+from minibatch._compat import TAKE_OPS
 from minibatch._fitting._report import FitReport, NotConvergedWarning
 from minibatch._fitting._rollback import Guard, nonfinite_variables
 from minibatch._fitting._rule import Averager, Rule
@@ -275,7 +275,7 @@ def local_variables(model: pm.Model) -> list[str]:
             continue
         if isinstance(node.op, MinibatchGatherOp):  # gathered with the data of one call
             found.update(dict.fromkeys(v.name for v in node.inputs[1:] if v in free))
-        elif isinstance(node.op, AdvancedSubtensor | AdvancedSubtensor1):
+        elif isinstance(node.op, TAKE_OPS):
             base, *indices = node.inputs
             if base in free and any(_drawn_index(i) for i in indices):
                 found[base.name] = None
