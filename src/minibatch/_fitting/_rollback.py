@@ -83,20 +83,27 @@ class Guard:
         return getattr(self.__dict__["step"], name)
 
     def __call__(self) -> Any:
-        rates = {} if self.rates is None else {k: r.get_value() for k, r in self.rates.items()}
-        loss: Any = None
-        bad: list[str] = []
+        loss = self.step()
+        if np.all(np.isfinite(loss)) and self._take():  # the step of every good step: no more
+            return loss
+        return self._retry(loss)
+
+    def _retry(self, loss: Any) -> Any:
+        """Undo the failed step and retry it with smaller steps; put the step sizes back."""
+        rates = {k: r.get_value() for k, r in (self.rates or {}).items()}
         try:
-            for attempt in range(self.max_retries):
-                loss = self.step()
-                if np.all(np.isfinite(loss)) and self._take():
-                    return loss
+            for attempt in range(1, self.max_retries + 1):
                 bad = self.names()
                 self._undo()
                 self.rollbacks += 1
+                if attempt == self.max_retries:
+                    break
                 for kind, rate in (self.rates or {}).items():
-                    value = rates[kind] * RETRY_FACTOR ** (attempt + 1)
+                    value = rates[kind] * RETRY_FACTOR**attempt
                     rate.set_value(np.asarray(value, dtype=rate.dtype))
+                loss = self.step()
+                if np.all(np.isfinite(loss)) and self._take():
+                    return loss
         finally:
             for kind, rate in (self.rates or {}).items():
                 rate.set_value(rates[kind])
