@@ -156,7 +156,7 @@ def test_pm_fit_is_unchanged(model):
         ({"n": True}, ValueError, "n must be a positive int"),
         ({"tolerance": 0.0}, ValueError, "tolerance must be a number in"),
         ({"stop": False}, ValueError, "stop=False runs exactly n steps"),
-        ({"method": "svgd"}, NotImplementedError, "use pm.fit for SVGD"),
+        ({"method": "svgd"}, NotImplementedError, r"Run it with pm.fit\(method=.svgd.\)"),
         ({"method": "nuts"}, KeyError, "method must be one of"),
         ({"method": 3}, TypeError, "method must be 'advi'"),
         ({"method": "fullrank_advi", "start_sigma": {"mu": 1.0}}, NotImplementedError, "advi"),
