@@ -1,11 +1,42 @@
-"""Shared fixtures: small deterministic data and the conjugate normal model's exact posterior."""
+"""Shared fixtures: small deterministic data and the conjugate normal model's exact posterior.
+
+Every test also checks that it leaves pytensor's config flags as it found them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pytensor
 import pytest
+
+
+def pytensor_flags() -> dict[str, Any]:
+    """The value of every pytensor config flag."""
+    config = pytensor.config
+    return {name: getattr(config, name) for name in config._config_var_dict}
+
+
+def restore_pytensor_flags(saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Put back every flag that differs from ``saved``; return them as ``{name: (was, now)}``."""
+    now = pytensor_flags()
+    changed = {name: (was, now[name]) for name, was in saved.items() if now[name] != was}
+    for name, (was, _) in changed.items():
+        setattr(pytensor.config, name, was)
+    return changed
+
+
+@pytest.fixture(autouse=True)
+def _pytensor_flags_are_left_unchanged():
+    """A flag left changed slows or alters every later test: pytensor's compile sets ``cxx=""``
+    (Python implementations, 10-60x slower) and ``traceback__limit=0`` inside
+    ``config.change_flags``, which is not thread-safe.  Restore it and fail the test."""
+    saved = pytensor_flags()
+    yield
+    changed = restore_pytensor_flags(saved)
+    assert not changed, f"the test left pytensor flags changed (was, now): {changed}"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pymc.model.transform.basic import remove_minibatched_nodes
 
 import minibatch as mb
+from conftest import pytensor_flags, restore_pytensor_flags
 
 
 def test_one_input_gives_a_variable_several_give_a_tuple(rows):
@@ -230,11 +231,12 @@ def test_fits_in_two_threads_do_not_share_index_state(conjugate):
     alone, together = {}, {}
     for seed in (1, 2):
         fit(seed, alone)
-    # pytensor's compile sets config.traceback__limit to traceback__compile_limit (0) inside
-    # config.change_flags, which saves and restores without a lock too: two compiles in two
-    # threads can leave it at 0 for the rest of the process, and then no variable built after
-    # has a tag.trace (the pm.Minibatch call sites of test_pairing).  Put it back.
-    saved = pytensor.config.traceback__limit
+    # pytensor changes flags inside config.change_flags, which saves and restores without a
+    # lock: infer_static_shape sets cxx="" (every later function then runs Python
+    # implementations, 10-60x slower) and the compile sets traceback__limit=0 (no variable built
+    # after has a tag.trace: the pm.Minibatch call sites of test_pairing).  Two compiles in two
+    # threads can leave either for the rest of the process; put every flag back.
+    saved = pytensor_flags()
     threads = [threading.Thread(target=fit, args=(seed, together)) for seed in (1, 2)]
     try:
         for thread in threads:
@@ -242,7 +244,7 @@ def test_fits_in_two_threads_do_not_share_index_state(conjugate):
         for thread in threads:
             thread.join()
     finally:
-        pytensor.config.traceback__limit = saved
+        restore_pytensor_flags(saved)
     if errors:
         raise errors[0]
     # the same batches give the same losses; two threads may only change the last bit of a sum
