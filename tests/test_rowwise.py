@@ -3,6 +3,9 @@ its batch logp is N / B times the full model's pointwise logp at the drawn rows.
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -105,6 +108,37 @@ FORMS = {
         1,
         observed=Y,
     ),
+    # every family the rule admits (issue 21, "each family"), not only one of each kind
+    "two_arrays_elementwise": lambda: pm.Normal(
+        "y", pm.Normal("a") * X[:, 0] + pm.Normal("b") * pt.exp(LABELS * 0.1), 1, observed=Y
+    ),
+    "normal_mixture_per_row_weights": lambda: pm.NormalMixture(
+        "y", pt.special.softmax(_logits(), axis=1), pm.Normal("m", 0, 1, shape=2), 1, observed=Y
+    ),
+    "zero_inflated_binomial": lambda: pm.ZeroInflatedBinomial(
+        "y", 0.3, 10, pm.math.sigmoid(pm.Normal("b") * X[:, 0]), observed=np.minimum(COUNTS, 10)
+    ),
+    "zero_inflated_negative_binomial": lambda: pm.ZeroInflatedNegativeBinomial(
+        "y", 0.3, pt.exp(pm.Normal("b") * X[:, 0]), 2.0, observed=COUNTS
+    ),
+    "hurdle_negative_binomial": lambda: pm.HurdleNegativeBinomial(
+        "y", 0.7, pt.exp(pm.Normal("b") * X[:, 0]), 2.0, observed=COUNTS
+    ),
+    "hurdle_gamma": lambda: pm.HurdleGamma(
+        "y", 0.7, alpha=2.0, beta=pt.exp(pm.Normal("b") * X[:, 0]), observed=COUNTS * 0.5
+    ),
+    "hurdle_lognormal": lambda: pm.HurdleLogNormal(
+        "y", 0.7, mu=pm.Normal("b") * X[:, 0], sigma=1.0, observed=COUNTS * 0.5
+    ),
+    "truncated": lambda: pm.Truncated(
+        "y", pm.Normal.dist(pm.Normal("b") * X[:, 0], 1), lower=-3, upper=3, observed=Y
+    ),
+    "custom_dist_logp": lambda: pm.CustomDist(
+        "y",
+        pm.Normal("b") * X[:, 0],
+        logp=lambda value, mu: pm.logp(pm.Normal.dist(mu, 1), value),
+        observed=Y,
+    ),
 }
 
 
@@ -148,12 +182,20 @@ SCAN_WARNING = pytest.mark.filterwarnings("ignore:Scan return signature:Deprecat
 
 
 @pytest.mark.parametrize(
-    "form", [pytest.param(f, marks=SCAN_WARNING) if "hurdle" in f else f for f in FORMS]
+    "form",
+    [
+        pytest.param(f, marks=SCAN_WARNING)
+        if f in ("hurdle_poisson", "hurdle_negative_binomial", "truncated")
+        else f
+        for f in FORMS
+    ],
 )
 def test_accepted_forms_round_trip_and_scale_the_drawn_rows(form):
     model = build(form)
     mini = mb.minibatch_model(model, BATCH, random_seed=1)
-    assert mini["y"].type.shape[0] == BATCH or pm.draw(mini["y"]).shape[0] == BATCH
+    assert mini["y"].type.shape[0] == BATCH or (
+        form == "custom_dist_logp" or pm.draw(mini["y"]).shape[0] == BATCH
+    )
     check_round_trip_and_scaling(model, mini, points(model), N, BATCH)
 
 
@@ -231,3 +273,27 @@ def test_the_epoch_refusal_says_what_epoch_sampling_promises():
         mb.Minibatch(Y, batch_size=N + 1, sampling="epoch")
     with pytest.raises(ValueError, match="draws each row at most once per batch"):
         mb.Minibatch(Y, batch_size=N + 1, sampling="without_replacement")
+
+
+def test_index_of_an_expression_of_a_two_axis_batch_has_both_indices():
+    data = np.arange(60.0).reshape(10, 6)
+    rb = mb.Minibatch(data, batch_size=[4, 3], random_seed=6)
+    expr = (rb * 2).T
+    rows, cols, value = pm.draw([mb.index_of(expr, 1), mb.index_of(expr, 0), expr], random_seed=7)
+    np.testing.assert_array_equal(value, 2 * data[np.ix_(rows, cols)].T)
+    rows, value = pm.draw([mb.index_of(rb.sum(axis=1), 0), rb.sum(axis=1)], random_seed=8)
+    assert value.shape == (4,)
+
+
+def test_messages_name_an_unnamed_batch_by_its_call_site():
+    line = inspect.currentframe().f_lineno + 1
+    xb = mb.Minibatch(Y, batch_size=BATCH)
+    yb = mb.Minibatch(Y, batch_size=BATCH)
+    site = f"'minibatch_0' (the Minibatch call at test_rowwise.py:{line})"
+    drawn = re.escape(f"the minibatch {site} draws that axis")
+    with pytest.raises(ValueError, match=drawn), pm.Model():
+        pm.Normal("y", 0, 1, observed=xb, total_size=N - 1)
+    with pytest.raises(ValueError, match=re.escape(f"axis 1 of {site} is not subsampled")):
+        mb.index_of(xb, axis=1)
+    with pytest.raises(ValueError, match=f"test_rowwise.py:{line}.*test_rowwise.py:{line + 1}"):
+        mb.index_of(xb + yb)

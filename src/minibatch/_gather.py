@@ -232,36 +232,65 @@ def index_of(batch: Any, axis: int = 0) -> TensorVariable:
     found = {int(a): index for a, index in gathers}
     if int(axis) not in found:
         raise ValueError(
-            f"axis {axis} of {batch!r} is not subsampled; its subsampled axes are {sorted(found)}"
+            f"axis {axis} of {describe_batch(batch)} is not subsampled; its subsampled axes "
+            f"are {sorted(found)}"
         )
     return found[int(axis)]
 
 
+def describe_batch(batch: Any) -> str:
+    """A batch named by what the user wrote: its ``name=``, or its default name and its call
+    site (``'minibatch_0' (the Minibatch call at model.py:12)``)."""
+    name = repr(batch.name) if getattr(batch, "name", None) else str(batch)
+    tag = getattr(batch, "tag", None)
+    site = getattr(tag, "call_site", None)
+    if site is None or getattr(tag, "user_named", False):  # name= is what the user wrote
+        return name
+    return f"{name} ({site.describe('Minibatch')})"
+
+
 def _expression_gathers(expr: Any) -> list[tuple[int, Any]]:
-    """``(axis in expr, index)`` for an expression that is row-wise in one call's batch.
+    """``(axis in expr, index)`` for an expression that is row-wise in one call's batch, one
+    pair per subsampled axis of that call (a two-axis batch chains one gather per axis).
 
     ValueError when it mixes the batches of several calls or is not row-wise in its batch.
     """
-    nodes = {v.owner for v in ancestors([expr]) if v.owner is not None}
+    graph = set(ancestors([expr]))
+    nodes = {v.owner for v in graph if v.owner is not None}
     found = [n for n in nodes if isinstance(n.op, MinibatchGatherOp)]
     outer = [n for n in found if not any(o in m.inputs for m in found for o in n.outputs)]
     draws = {(n.op.axis, n.inputs[0]) for n in outer}
     if len(draws) > 1:
+        used = sorted({describe_batch(b) for n in outer for b in n.outputs[1:] if b in graph})
         raise ValueError(
             f"{expr!r} combines batches drawn by {len(draws)} different indices (several "
-            "mb.Minibatch calls): it has no one index. Draw them in one call"
+            f"mb.Minibatch calls: {used}): it has no one index. Draw them in one call"
         )
     if not outer:
         return []
-    start = {out: n.op.axis for n in outer for out in n.outputs[1:]}
-    try:
-        states = propagate(start, [expr])
-    except NotRowwiseError as err:
-        raise ValueError(f"{expr!r} is not row-wise in its batch: {err.args[0]}") from None
-    axis: Any = states.get(expr)
-    if not is_rows(axis):
-        raise ValueError(f"{expr!r} is not row-wise in its batch: it has no batch axis")
-    return [(int(axis), outer[0].outputs[0])]
+    batches = [out for n in outer for out in n.outputs[1:]]
+    pairs, errors = [], []
+    gather: Any = outer[0]
+    while gather is not None:  # the outer gather's batches carry every axis of the chain
+        try:
+            states = propagate(dict.fromkeys(batches, gather.op.axis), [expr])
+        except NotRowwiseError as err:
+            errors.append(err.args[0])
+        else:
+            axis: Any = states.get(expr)
+            if is_rows(axis):
+                pairs.append((int(axis), gather.outputs[0]))
+            else:
+                errors.append("it has no batch axis")
+        inner = {
+            i.owner
+            for i in gather.inputs[1:]
+            if i.owner is not None and isinstance(i.owner.op, MinibatchGatherOp)
+        }
+        gather = inner.pop() if len(inner) == 1 else None
+    if not pairs:
+        raise ValueError(f"{expr!r} is not row-wise in its batch: {errors[0]}")
+    return pairs
 
 
 def epoch_of(batch: Any) -> int:

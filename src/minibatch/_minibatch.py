@@ -83,7 +83,9 @@ class Minibatch(BatchVariable):
         call: independently with replacement (PyMC's scheme); ``batch_size`` distinct rows, a
         uniformly random subset afresh each step; or epochs, passes through a fresh random
         permutation of the rows, each row exactly once per pass (:func:`minibatch.epoch_of`
-        counts them; a fresh ``pm.fit`` starts a fresh epoch).  All three give an unbiased
+        counts them; a fresh ``pm.fit`` starts a fresh epoch); when ``batch_size`` does not
+        divide N, a batch that straddles two passes can hold a row twice, while each pass is
+        still exactly a permutation of all the rows.  All three give an unbiased
         estimate of the full log-likelihood; the last two have less gradient noise
         (``docs/gradient_noise.md``).  The last two need ``batch_size`` at most the number of
         rows, and in-memory data.
@@ -255,6 +257,7 @@ def build(
         batch.__class__ = Minibatch
         batch.name = _name(name, tensor, i, len(batches))
         batch.tag.call_site = CallSite(site, i, len(batches))
+        batch.tag.user_named = name is not None
         attach_storage(batch, storage)
         for index in indices:
             add_user(index, batch)

@@ -34,7 +34,7 @@ from pytensor.graph.traversal import ancestors
 
 from minibatch._compat import warn_at_user_line
 from minibatch._derived import derive, is_batch
-from minibatch._gather import source_of
+from minibatch._gather import describe_batch, source_of
 from minibatch._inputs import current_value
 from minibatch._ops import is_ours
 from minibatch._pairing import check_pairing
@@ -124,10 +124,10 @@ def _refuse_missing_values(batch: Any, name: str) -> None:
     if values.dtype.kind == "f" and np.isnan(values).any():
         raise ValueError(
             f"observed variable {name!r} is drawn from data with {int(np.isnan(values).sum())} "
-            f"NaN entries (minibatch {batch.name!r}). PyMC would treat them as missing values "
-            "to impute, but a minibatch holds other rows at every step, so no imputed variable "
-            "would stay attached to a row. Drop the rows with NaN, or fill them, before building "
-            "the Minibatch."
+            f"NaN entries (minibatch {describe_batch(batch)}). PyMC would treat them as missing "
+            "values to impute, but a minibatch holds other rows at every step, so no imputed "
+            "variable would stay attached to a row. Drop the rows with NaN, or fill them, before "
+            "building the Minibatch."
         )
 
 

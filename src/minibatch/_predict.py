@@ -29,7 +29,7 @@ from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import clone_replace
 
 from minibatch._fgraph import restore_initvals, to_fgraph
-from minibatch._gather import MinibatchGatherOp, uncast
+from minibatch._gather import MinibatchGatherOp, describe_batch, uncast
 from minibatch._stream import stream_of
 
 
@@ -58,6 +58,11 @@ def full_data_model(model: Model | None = None, data: Mapping[Any, Any] | None =
         variable used in ``model``.  The new arrays may have any length along the subsampled
         axes; batches drawn by one index (one ``Minibatch`` call) get data of one length, and
         all of them must be given (an observed one can be ``np.zeros(n)``).
+
+    Returns
+    -------
+    pm.Model
+        A new model; ``model`` itself is left unchanged.
 
     Examples
     --------
@@ -182,7 +187,7 @@ def _refuse_streamed(source: Variable, batch: Variable) -> None:
     if stream is None or stream.static:  # a window of all rows is the full data
         return
     raise ValueError(
-        f"minibatch {batch.name!r} streams {stream.describe()}; its full-data model would "
+        f"minibatch {describe_batch(batch)} streams {stream.describe()}; its full-data model would "
         "load the whole source into memory, which full_data_model never does silently. "
         "Predict chunk by chunk instead: for each range of rows a:b, build "
         "mb.full_data_model(model, {batch: source[a:b], ...}) with every batch of that "
@@ -234,7 +239,7 @@ def _given(data: Mapping[Any, Any], memo: Mapping[Variable, Variable]) -> dict[V
         new = pt.as_tensor(np.asarray(value, dtype=batch.dtype))
         if new.ndim != batch.ndim:
             raise ValueError(
-                f"new data for {batch.name!r} must have rank {batch.ndim}; got shape "
+                f"new data for {describe_batch(batch)} must have rank {batch.ndim}; got shape "
                 f"{np.shape(value)}"
             )
         fixed = [
@@ -247,7 +252,8 @@ def _given(data: Mapping[Any, Any], memo: Mapping[Variable, Variable]) -> dict[V
                 "any" if axis == node.op.axis else n for axis, n in enumerate(batch.type.shape)
             )
             raise ValueError(
-                f"new data for {batch.name!r} has shape {np.shape(value)}; expected {expected} "
+                f"new data for {describe_batch(batch)} has shape {np.shape(value)}; "
+                f"expected {expected} "
                 "(only the subsampled axis may change length)"
             )
         given[memo[batch]] = new

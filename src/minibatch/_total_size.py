@@ -23,7 +23,7 @@ from pytensor.graph.basic import Variable
 from pytensor.tensor.type import integer_dtypes
 from pytensor.tensor.variable import TensorVariable
 
-from minibatch._gather import source_of
+from minibatch._gather import describe_batch, source_of
 from minibatch._inputs import current_shape
 from minibatch._stream import stream_of
 
@@ -173,7 +173,7 @@ def check_agreement(batch: Any, sizes: list[Any], name: str) -> None:
             found = "no entry (None)" if size is None else size
             raise ValueError(
                 f"total_size of observed variable {name!r} gives {found} for axis {axis}, but "
-                f"the minibatch {batch.name!r} draws that axis from {stored[axis]} "
+                f"the minibatch {describe_batch(batch)} draws that axis from {stored[axis]} "
                 + (
                     f"rows of its source (streamed through a window of "
                     f"{current_shape(source)[0]} rows; total_size is the source's length). "
@@ -192,7 +192,8 @@ def check_agreement(batch: Any, sizes: list[Any], name: str) -> None:
         if axis not in subsampled and size is not None and size != stored[axis]:
             raise ValueError(
                 f"total_size of observed variable {name!r} gives {size} for axis {axis}, which "
-                f"the minibatch {batch.name!r} does not subsample (all {stored[axis]} entries "
+                f"the minibatch {describe_batch(batch)} does not subsample "
+                f"(all {stored[axis]} entries "
                 "are in every batch): the density would be scaled by "
                 f"{size}/{stored[axis]}. Use None for that axis, omit total_size, or wrap the "
                 "value in mb.as_given(...) if the scaling is meant."

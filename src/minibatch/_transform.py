@@ -321,6 +321,15 @@ def _local_vars(nodes: dict[Any, Any], local: list[str], dim: str | None, n_rows
     free = {n.outputs[0].name: n for n in nodes.values() if isinstance(n.op, ModelFreeRV)}
     found = []
     for name in local:
+        deterministic = {
+            n.outputs[0].name for n in nodes.values() if isinstance(n.op, ModelDeterministic)
+        }
+        if name in deterministic:
+            raise ValueError(
+                f"local={local!r}: {name!r} is a deterministic; declare local the free "
+                "variable it is built from (non-centred z = m + s * z_raw: local=['z_raw']), "
+                "and the deterministic follows"
+            )
         if name not in free:
             raise ValueError(
                 f"local={local!r}: {name!r} is not a free variable of the model; free "
