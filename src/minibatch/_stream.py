@@ -159,8 +159,14 @@ class Stream:
         self._executor = cf.ThreadPoolExecutor(1, thread_name_prefix="minibatch-window")
         self._prefetch()
 
-    def after_step(self) -> None:
-        """Count a step; every ``steps_per_window`` steps, swap in the next window.
+    @property
+    def to_refresh(self) -> int:
+        """Steps until the next window is swapped in."""
+        return self.steps_per_window - self._steps % self.steps_per_window
+
+    def after_step(self, steps: int = 1) -> None:
+        """Count ``steps`` steps (one call's); every ``steps_per_window`` steps, swap in the
+        next window.  A call must not run past a swap (:attr:`to_refresh`).
 
         Outside ``pm.fit`` (a loop of one's own) the first call starts the reader.
         """
@@ -168,7 +174,9 @@ class Stream:
             return
         if self._next is None:
             self.begin(fresh=False)
-        self._steps += 1
+        if steps > self.to_refresh:
+            raise ValueError(f"{steps} steps run past the next window, due in {self.to_refresh}")
+        self._steps += steps
         if self._steps % self.steps_per_window:
             return
         start, pending = time.perf_counter(), self._next

@@ -15,8 +15,9 @@ attribute holds the approximation fitted so far (``err.approx.sample(...)`` stil
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pymc.variational.inference import Inference
@@ -63,9 +64,13 @@ class WindowRefresh:
         self.streams = list(streams)
 
     def __call__(self, approx: Any, losses: Any = None, i: int | None = None) -> None:
+        self.advance(approx, 1)
+
+    def advance(self, approx: Any, steps: int) -> None:
+        """Count ``steps`` steps run in one call (which must not run past a window swap)."""
         for stream in self.streams:
             try:
-                stream.after_step()
+                stream.after_step(steps)
             except SourceError as err:
                 err.approx = approx  # type: ignore[attr-defined]
                 err.add_note("The fit stopped here; the approximation fitted so far is err.approx.")
@@ -85,8 +90,13 @@ def _inputs_of(function: Any) -> list[Any]:
 
 def streams_in(function: Any) -> list[Stream]:
     """The streams whose windows a compiled pytensor function reads."""
+    return streams_of(_inputs_of(function))
+
+
+def streams_of(variables: Sequence[Any]) -> list[Stream]:
+    """The streams whose windows are among ``variables`` (a graph's inputs)."""
     found: dict[int, Stream] = {}
-    for var in _inputs_of(function):
+    for var in variables:
         stream = stream_of(var)
         if stream is not None:
             found[id(stream)] = stream
@@ -98,26 +108,35 @@ def epoch_states_in(function: Any) -> list[Any]:
     return [var for var in _inputs_of(function) if is_epoch_state(var)]
 
 
+@contextlib.contextmanager
+def driven(function: Any, fresh: bool) -> Iterator[WindowRefresh]:
+    """One run of a compiled step function: a fresh run (not a continuation) starts every
+    epoch index it draws from at a fresh epoch; the streams it reads are started before the run
+    and stopped after it, however it ends.  Yields the :class:`WindowRefresh` of those streams
+    (with none, when it reads none)."""
+    if fresh:
+        for state in epoch_states_in(function):
+            reset_epoch_state(state)
+    refresh = WindowRefresh(streams_in(function))
+    try:
+        for stream in refresh.streams:
+            stream.begin(fresh=fresh)
+        yield refresh
+    finally:
+        for stream in refresh.streams:
+            stream.end()
+
+
 def streaming(iterate: Any) -> Any:
     """Wrap ``Inference._iterate_with_loss`` (or ``_without_loss``) to drive the streams."""
 
     @functools.wraps(iterate)
     def wrapper(self: Inference, s: int, n: int, step_func: Any, *args: Any, **kwargs: Any) -> Any:
-        if s == 0:
-            for state in epoch_states_in(step_func):
-                reset_epoch_state(state)
-        streams = streams_in(step_func)
-        if not streams:
-            return iterate(self, s, n, step_func, *args, **kwargs)
-        *rest, callbacks = args
-        refresh = WindowRefresh(streams)
-        try:
-            for stream in streams:
-                stream.begin(fresh=s == 0)
+        with driven(step_func, fresh=s == 0) as refresh:
+            if not refresh.streams:
+                return iterate(self, s, n, step_func, *args, **kwargs)
+            *rest, callbacks = args
             state = iterate(self, s, n, step_func, *rest, [*callbacks, refresh], **kwargs)
-        finally:
-            for stream in streams:
-                stream.end()
         return state._replace(callbacks=callbacks)
 
     return wrapper
