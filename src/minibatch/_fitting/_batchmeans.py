@@ -58,12 +58,26 @@ class BatchMeans:
         """How many iterates the completed batches hold."""
         return self.count * self.batch_size
 
+    @property
+    def to_complete(self) -> int:
+        """How many more iterates complete the batch being filled."""
+        return self.batch_size - self._filled
+
     def add(self, x: np.ndarray) -> bool:
         """Add one iterate; return whether it completed a batch."""
-        self._sum += x
         np.multiply(x, x, out=self._scratch)  # no temporary per step: this runs at every step
-        self._square += self._scratch
-        self._filled += 1
+        return self.add_sums(x, self._scratch, 1)
+
+    def add_sums(self, total: np.ndarray, square: np.ndarray, count: int) -> bool:
+        """Add ``count`` iterates by their sum and sum of squares (they must not run past the
+        batch being filled); return whether they completed it."""
+        if not 0 < count <= self.to_complete:
+            raise ValueError(
+                f"{count} iterates do not fit the {self.to_complete} left in the current batch"
+            )
+        self._sum += total
+        self._square += square
+        self._filled += count
         if self._filled < self.batch_size:
             return False
         self.sums[self.count] = self._sum

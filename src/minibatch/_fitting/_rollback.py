@@ -12,7 +12,11 @@ naming the variables whose parameters went non-finite (or saying that the loss d
 parameters), as PyMC's message does.
 
 The values are copied into two preallocated buffer sets, swapped after each good step, so a
-step allocates nothing.  The random generators are not rolled back: a retry draws anew.
+step allocates nothing.  The random generators are not rolled back: a retry draws anew.  A step
+of ``k`` optimiser steps in one call (:mod:`._scan`) is tried once (:meth:`Guard.attempt`): if
+anything is not finite the whole call is undone and its steps rerun one at a time, each guarded
+as above (a model whose draws fail now and then would fail a call of many steps too often to
+retry it whole); functions that share the guarded values share one guard.
 
 >>> import numpy as np, pymc as pm, pytensor.tensor as pt, minibatch as mb
 >>> with pm.Model():
@@ -64,6 +68,8 @@ class Guard:
     rates : dict, optional
         The shared step sizes to halve on a retry; ``None`` when the optimiser is the user's
         (a retry then only draws anew).
+    ignore : sequence, optional
+        Updated values not to watch (the Scan's sums of iterates, restarted by every call).
     """
 
     def __init__(
@@ -72,9 +78,10 @@ class Guard:
         names: Any,
         rates: dict[str, Any] | None = None,
         max_retries: int = MAX_RETRIES,
+        ignore: Any = (),
     ) -> None:
         self.step, self.names, self.rates, self.max_retries = step, names, rates, max_retries
-        self.watched = updated_values(step)
+        self.watched = [v for v in updated_values(step) if not any(v is i for i in ignore)]
         self._good = [np.array(v.get_value(borrow=True), copy=True) for v in self.watched]
         self._next = [np.empty_like(a) for a in self._good]
         self.rollbacks = 0
@@ -82,13 +89,26 @@ class Guard:
     def __getattr__(self, name: str) -> Any:  # maker, profile, ...: the compiled function's
         return getattr(self.__dict__["step"], name)
 
-    def __call__(self) -> Any:
-        loss = self.step()
+    def __call__(self, step: Any = None) -> Any:
+        """Run ``step`` (by default the guarded step; another compiled function that updates
+        the same values may be given), undone and retried while not finite."""
+        step = self.step if step is None else step
+        loss = step()
         if np.all(np.isfinite(loss)) and self._take():  # the step of every good step: no more
             return loss
-        return self._retry(loss)
+        return self._retry(step, loss)
 
-    def _retry(self, loss: Any) -> Any:
+    def attempt(self, step: Any) -> Any:
+        """Run ``step`` once: its loss if all is finite, else ``None`` with the step undone
+        (a call of many steps is then rerun a step at a time, each guarded)."""
+        loss = step()
+        if np.all(np.isfinite(loss)) and self._take():
+            return loss
+        self._undo()
+        self.rollbacks += 1
+        return None
+
+    def _retry(self, step: Any, loss: Any) -> Any:
         """Undo the failed step and retry it with smaller steps; put the step sizes back."""
         rates = {k: r.get_value() for k, r in (self.rates or {}).items()}
         try:
@@ -101,7 +121,7 @@ class Guard:
                 for kind, rate in (self.rates or {}).items():
                     value = rates[kind] * RETRY_FACTOR**attempt
                     rate.set_value(np.asarray(value, dtype=rate.dtype))
-                loss = self.step()
+                loss = step()
                 if np.all(np.isfinite(loss)) and self._take():
                     return loss
         finally:

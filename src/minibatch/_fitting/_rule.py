@@ -128,6 +128,21 @@ class Averager:
         if self.window.add(self.last):
             self._decide(after_merge=merging)
 
+    def add_steps(self, count: int, total: np.ndarray, square: np.ndarray) -> None:
+        """Count ``count`` steps run in one call, by the sum and sum of squares of their
+        iterates (:mod:`._scan`); they must not run past the batch being filled
+        (:attr:`to_decision`), so every decision falls where it falls step by step."""
+        self.layout.read(out=self.last)
+        self.steps += count
+        merging = self.window.count == self.rule.max_batches - 1
+        if self.window.add_sums(total, square, count):
+            self._decide(after_merge=merging)
+
+    @property
+    def to_decision(self) -> int:
+        """Steps until the next decision (the end of the batch being filled)."""
+        return self.window.to_complete
+
     def _decide(self, after_merge: bool) -> None:
         window = self.window
         if not self.stationary:
