@@ -24,6 +24,10 @@ anywhere else.  What this module knows:
 * **Where a warning is reported** (:func:`warn_at_user_line`): at the first frame of the
   user's code, outside minibatch, PyMC and PyTensor (:func:`user_frame`), through
   ``skip_file_prefixes`` on Python 3.12+ and a stack walk computing ``stacklevel`` on 3.11.
+* **Numba's Scan and untraced tensor states** (:data:`NUMBA_UNTRACED_TENSORS`): pytensor 3's
+  Numba Scan carries a tensor state untraced (its last value only), 2.38's does not (its
+  code generator assumes an untraced state is a generator: ``KeyError: 'outer_in_2'``); there
+  ``mb.fit``'s Scan traces its tensor states, and pytensor cuts those buffers.
 * **Upstream defects decided by version**, for the ``_upstream`` workarounds that no cheap
   probe can decide (each has a canary per version in ``tests/test_upstream.py``).
 """
@@ -101,6 +105,7 @@ FIT_LEAVES_JAX_ARRAYS = PYMC_VERSION < (6, 4)
 # pytensor 3's JAX linker hands a function whose RNG update became the RNG itself (the draw was
 # rewritten away) a numpy Generator from the second call on; 2.38 does not.
 JAX_PASSES_GENERATORS = PYTENSOR_3
+NUMBA_UNTRACED_TENSORS = PYTENSOR_3
 
 
 _DEFAULT_UPDATE_DEPRECATION = "Setting default_update is deprecated"

@@ -173,18 +173,24 @@ def unscaled_replacements(model: Model, replacements: Any) -> list[str]:
     return names
 
 
+def warn_unscaled(model: Any, more_replacements: Any) -> None:
+    """Warn (:class:`TotalSizeWarning`) for each observed variable that ``more_replacements``
+    turns into a minibatch without a ``total_size``."""
+    for name in unscaled_replacements(model, more_replacements):
+        warn_at_user_line(
+            f"more_replacements turns the data of observed variable {name!r} into a "
+            "minibatch, but it has no total_size: its density is not scaled to the full "
+            "data. Pass total_size=<full length> to that observed variable.",
+            TotalSizeWarning,
+        )
+
+
 def checking_replacements(step_function: Any) -> Any:
     """Wrap ``ObjectiveFunction.step_function``: warn when a replacement leaves a fit unscaled."""
 
     @functools.wraps(step_function)
     def wrapper(self: Any, *args: Any, more_replacements: Any = None, **kwargs: Any) -> Any:
-        for name in unscaled_replacements(self.approx.model, more_replacements):
-            warn_at_user_line(
-                f"more_replacements turns the data of observed variable {name!r} into a "
-                "minibatch, but it has no total_size: its density is not scaled to the full "
-                "data. Pass total_size=<full length> to that observed variable.",
-                TotalSizeWarning,
-            )
+        warn_unscaled(self.approx.model, more_replacements)
         return step_function(self, *args, more_replacements=more_replacements, **kwargs)
 
     return wrapper

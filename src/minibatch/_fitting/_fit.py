@@ -26,12 +26,15 @@ from pytensor.graph.traversal import ancestors
 
 from minibatch import _upstream
 from minibatch._compat import TAKE_OPS
+from minibatch._fitting._loop import iterate
 from minibatch._fitting._report import FitReport, NotConvergedWarning
 from minibatch._fitting._rollback import Guard, nonfinite_variables
 from minibatch._fitting._rule import Averager, Rule
 from minibatch._fitting._scales import layout_of
+from minibatch._fitting._scan import Steps, linker_of
 from minibatch._gather import MinibatchGatherOp
-from minibatch._streamfit import streams_in
+from minibatch._observed import warn_unscaled
+from minibatch._streamfit import streams_of
 
 DEFAULT_CAP = 300_000
 """Steps run at most when ``n`` is not given."""
@@ -49,20 +52,31 @@ _RUN = "_minibatch_fit_run"  # the attribute of an Inference that holds its mb.f
 
 
 class _Run:
-    """One fit's rule, its guarded step, and the callbacks of the user, whose
-    ``StopIteration`` is recorded."""
+    """One fit's rule, its compiled steps and their guard, and the callbacks of the user, whose
+    ``StopIteration`` is recorded.  PyMC's ``Inference`` keeps it as its step function (its
+    ``State.step``), which :func:`._loop.iterate` runs; called, it is one guarded step, and it
+    answers for the compiled single step (``maker``, ``profile``)."""
 
     def __init__(self, averager: Averager, callbacks: Sequence[Callable[..., Any]]) -> None:
         self.averager = averager
+        self.steps: Steps | None = None
         self.guard: Guard | None = None
         self.stopped_by_callback = False
-        self.last_loss = np.nan
-        self.callbacks = [self._first, *(self._watch(cb) for cb in callbacks)]
+        self.callbacks = [self._watch(cb) for cb in callbacks]
+        # the every= of callbacks such as pm.callbacks.CheckParametersConvergence
+        everys = [getattr(cb, "every", None) for cb in callbacks]
+        self.everys = [int(every) for every in everys if isinstance(every, int)]
 
-    def _first(self, approx: Any, losses: Any, i: int) -> None:
-        if losses is not None and len(losses):
-            self.last_loss = float(losses[-1])
-        self.averager(approx, losses, i)
+    def __call__(self) -> Any:
+        """One guarded step, as PyMC's step function takes one."""
+        assert self.guard is not None and self.steps is not None
+        return self.guard(self.steps.one)
+
+    def __getattr__(self, name: str) -> Any:  # maker, profile, ...: the compiled single step's
+        steps = self.__dict__.get("steps")
+        if steps is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(steps.one, name)
 
     def _watch(self, callback: Callable[..., Any]) -> Callable[..., Any]:
         def watched(approx: Any, losses: Any, i: int) -> None:
@@ -88,6 +102,7 @@ def fit(
     inf_kwargs: dict[str, Any] | None = None,
     obj_optimizer: Any = None,
     callbacks: Sequence[Callable[..., Any]] | None = None,
+    steps_per_call: int | None = None,
     **kwargs: Any,
 ) -> Any:
     """Fit a variational approximation until its averaged parameters are accurate, and say so.
@@ -124,7 +139,15 @@ def fit(
         is used as given (its step is never changed), and its iterates are still averaged and
         the fit still stopped.
     callbacks : list, optional
-        ``pm.fit`` callbacks, run after the rule at every step.
+        ``pm.fit`` callbacks, run after the rule after each compiled call (see
+        ``steps_per_call``): ``i`` is the number of steps done.
+    steps_per_call : int, optional
+        Optimiser steps per compiled call (a pytensor ``Scan``; ``lax.scan`` on JAX).  The
+        default is 1 on the C backend and, on Numba and JAX, the largest divisor of the rule's
+        first batch length (25) up to 32 that also divides the ``every`` of each callback that
+        has one.  Calls are cut short where the rule decides, a streamed window is swapped and
+        ``n`` ends, so the fit takes the same steps, decisions and result whatever the value
+        (to floating-point rounding); only its speed changes (docs/performance.md).
     **kwargs
         Passed to ``Inference.fit`` as ``pm.fit`` passes them: ``progressbar``, ``obj_n_mc``,
         ``more_replacements``, ``compile_kwargs``, ``total_grad_norm_constraint``, ...
@@ -155,6 +178,15 @@ def fit(
         raise ValueError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
     if not stop and n is None:
         raise ValueError("stop=False runs exactly n steps: give n")
+    if steps_per_call is not None and (
+        isinstance(steps_per_call, bool)
+        or not isinstance(steps_per_call, int | np.integer)
+        or steps_per_call < 1
+    ):
+        raise ValueError(
+            "steps_per_call must be a positive int (optimiser steps per compiled call) or "
+            f"None (chosen from the backend), got {steps_per_call!r}"
+        )
     _upstream.install()
     if isinstance(method, Inference) and hasattr(method, _RUN):
         return _continue(method, n, tolerance, stop, kwargs)
@@ -167,7 +199,8 @@ def fit(
     rule = Rule(tolerance=float(tolerance))
     run = _Run(Averager(layout, rule, learning_rate, stop), callbacks or [])
     setattr(inference, _RUN, run)  # on the object, not in a registry: it dies with the fit
-    _guard(inference, run, learning_rate)
+    _compile_steps(inference, run, learning_rate, steps_per_call)
+    kwargs.pop("score", None)  # the losses are the history: always scored
     began = time.perf_counter()
     inference.fit(
         int(n or DEFAULT_CAP), obj_optimizer=obj_optimizer, callbacks=run.callbacks, **kwargs
@@ -175,24 +208,72 @@ def fit(
     return _finish(inference, run, int(n or DEFAULT_CAP), time.perf_counter() - began)
 
 
-def _guard(inference: Inference, run: _Run, rates: dict[str, Any] | None) -> None:
-    """Have this inference compile its step guarded (:mod:`._rollback`), and make the rule's
-    batches span whole stream windows once the compiled step shows which streams it reads.
+def _compile_steps(
+    inference: Inference, run: _Run, rates: dict[str, Any] | None, steps_per_call: int | None
+) -> None:
+    """Have this inference compile its steps our way: PyMC's step graph, built once, compiled as
+    one step and as ``k`` steps per call (:mod:`._scan`), guarded (:mod:`._rollback`), and run
+    by our loop (:mod:`._loop`); the rule's batches span whole stream windows.
 
-    The step function is wrapped on this ``Inference`` object alone (an instance attribute),
-    so ``pm.fit`` and other inferences are untouched."""
-    compile_step = inference.objective.step_function
-    approx, layout = inference.approx, run.averager.layout
+    ``step_function`` and ``_iterate_with_loss`` are replaced on this ``Inference`` object alone
+    (instance attributes), so ``pm.fit`` and other inferences are untouched."""
+    objective, approx, averager = inference.objective, inference.approx, run.averager
 
-    def step_function(*args: Any, **kwargs: Any) -> Guard:
-        step = compile_step(*args, **kwargs)
-        run.guard = Guard(step, functools.partial(nonfinite_variables, approx, layout), rates)
-        periods = [s.steps_per_window for s in streams_in(step) if not s.static]
+    def step_function(
+        score: bool = True,
+        compile_kwargs: dict[str, Any] | None = None,
+        fn_kwargs: dict[str, Any] | None = None,
+        more_replacements: Any = None,
+        **update_kwargs: Any,
+    ) -> _Run:
+        warn_unscaled(approx.model, more_replacements)  # as ObjectiveFunction.step_function
+        compile_kwargs = compile_kwargs or fn_kwargs
+        steps = Steps(
+            objective,
+            averager.layout,
+            compile_kwargs,
+            more_replacements=more_replacements,
+            **update_kwargs,
+        )
+        periods = [s.steps_per_window for s in streams_of(steps.inputs) if not s.static]
         if periods:
-            run.averager.span(math.lcm(*periods))
-        return run.guard
+            averager.span(math.lcm(*periods))
+        k = steps_per_call or default_steps_per_call(
+            (compile_kwargs or {}).get("mode"), averager.rule.batch_size, run.everys
+        )
+        run.steps = steps.compile(k)
+        run.guard = Guard(
+            steps.many or steps.one,
+            functools.partial(nonfinite_variables, approx, averager.layout),
+            rates,
+            ignore=steps.accumulators,
+        )
+        return run
 
-    inference.objective.step_function = step_function
+    objective.step_function = step_function
+    inference._iterate_with_loss = functools.partial(iterate, inference)
+
+
+MAX_STEPS_PER_CALL = 32
+"""The most steps per call that :func:`default_steps_per_call` chooses."""
+
+
+def default_steps_per_call(mode: Any, batch: int, everys: Sequence[int] = ()) -> int:
+    """Steps per compiled call for a backend: 1 on C (pytensor's C Scan runs its body through
+    the virtual machine at every iteration: slower per step than the plain step, measured in
+    docs/performance.md), else the largest divisor of the rule's first batch length ``batch``
+    (and of every callback's ``every``) up to :data:`MAX_STEPS_PER_CALL`, so calls end where
+    the rule decides and the callbacks run.
+
+    >>> default_steps_per_call("JAX", 25), default_steps_per_call("NUMBA", 168, [100])
+    (25, 4)
+    >>> default_steps_per_call("CVM", 25)
+    1
+    """
+    if linker_of(mode) not in ("NumbaLinker", "JAXLinker"):
+        return 1
+    period = math.gcd(batch, *everys)
+    return max(d for d in range(1, MAX_STEPS_PER_CALL + 1) if period % d == 0)
 
 
 def _rate(kind: str) -> Any:
@@ -321,8 +402,6 @@ def _finish(
     averager = run.averager
     approx = inference.approx
     done = averager.steps - steps_before
-    if len(inference.hist) == averager.steps - 1:  # PyMC drops the loss of a stopping step
-        inference.hist = np.append(inference.hist, run.last_loss)
     approx.hist = inference.hist
     averager.layout.write(averager.average())
     report: FitReport = averager.summarise()

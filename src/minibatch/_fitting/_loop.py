@@ -1,0 +1,84 @@
+"""``mb.fit``'s loop: calls of ``k`` steps, cut where a decision, a window swap or the cap falls.
+
+It stands in for PyMC's ``Inference._iterate_with_loss`` on the ``Inference`` of an ``mb.fit``
+(an instance attribute: ``pm.fit`` keeps PyMC's loop), so ``Inference.fit`` and ``refine`` run
+it with everything they do around it.  Each call runs :attr:`Steps.many <._scan.Steps.many>`
+(``k`` steps) while ``k`` steps fit before the next event, and :attr:`Steps.one` otherwise.  The
+events are the end of the rule's batch being filled (where it decides: stop, halve), every
+streamed window's swap, and the cap ``n``; so the fit takes every decision and sees every window
+at the same step as with ``k = 1``, and its result does not depend on ``k``.  The remainders run
+through the single step, compiled once: nothing is compiled per call.  A call with anything
+non-finite is undone and its steps rerun one at a time (:mod:`._rollback`).  On JAX the stored
+data are held on the device for the run (:meth:`Steps.resident <._scan.Steps.resident>`).
+
+Around each call, in this order: the losses into the history, the rule (``StopIteration`` when
+it stops the fit), the user's callbacks (at call boundaries: ``i`` is the number of steps done,
+a multiple of ``k`` between events), the progress bar, and the streams' count (which swaps the
+next window in when it is due).  Ctrl-C (``KeyboardInterrupt``) and ``StopIteration`` end the
+loop at a call boundary, as PyMC's loop ends at a step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pymc.progress_bar import CustomProgress
+from pymc.variational.inference import State
+from rich.console import Console
+from rich.progress import Progress, TextColumn
+
+from minibatch._streamfit import driven
+
+
+def iterate(
+    inference: Any,
+    s: int,
+    n: int,
+    run: Any,
+    progressbar: bool,
+    progressbar_theme: Any,
+    callbacks: list[Any],
+) -> Any:
+    """Run ``n`` steps of ``run`` (an ``mb.fit`` run: ``steps``, ``guard``, ``averager``) from
+    step ``s``; PyMC's ``_iterate_with_loss`` signature and result."""
+    steps, guard, averager = run.steps, run.guard, run.averager
+    approx = inference.approx
+    scores = np.full(n, np.nan)
+    done = 0
+    with (
+        driven(steps.many or steps.one, fresh=s == 0) as refresh,
+        steps.resident(skip=[var for stream in refresh.streams for var in stream.shared]),
+    ):
+        moving = [stream for stream in refresh.streams if not stream.static]
+        try:
+            with CustomProgress(
+                *Progress.get_default_columns(),
+                TextColumn("{task.fields[loss]}"),
+                console=Console(theme=progressbar_theme),
+                disable=not progressbar,
+            ) as progress:
+                task = progress.add_task("Fitting:", total=n, loss="")
+                while done < n:
+                    room = min(n - done, averager.to_decision, *(m.to_refresh for m in moving))
+                    count = steps.k if steps.many is not None and room >= steps.k else 1
+                    losses = guard.attempt(steps.many) if count > 1 else None
+                    if losses is not None:
+                        scores[done : done + count] = losses
+                        done += count
+                        averager.add_steps(count, *steps.sums())
+                    else:  # a single step, or a call undone: its steps one at a time
+                        for _ in range(count):
+                            scores[done] = guard(steps.one)
+                            done += 1
+                            averager(approx, None, s + done)
+                    for callback in callbacks:
+                        callback(approx, scores[:done], s + done)
+                    if progressbar:
+                        loss = np.nanmean(scores[max(0, done - 1000) : done])
+                        progress.update(task, advance=count, loss=f"Average Loss = {loss:,.5g}")
+                    refresh.advance(approx, count)
+        except (KeyboardInterrupt, StopIteration):
+            pass
+    inference.hist = np.concatenate([inference.hist, scores[:done]])
+    return State(s + done, step=run, callbacks=callbacks, score=True)

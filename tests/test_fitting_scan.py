@@ -1,0 +1,202 @@
+"""Many optimiser steps per compiled call: the same fit, step for step, whatever ``k``.
+
+``mb.fit(steps_per_call=k)`` runs ``k`` steps in one compiled Scan and cuts calls where the
+rule decides, a window is swapped and ``n`` ends, so every figure must equal the fit with one
+step per call, to floating-point rounding (the Scan sums the iterates in another order).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytest
+from pytensor.scan.op import Scan
+
+import minibatch as mb
+from minibatch._compat import C_MODE
+from minibatch._fitting._fit import default_steps_per_call
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:You are using experimental inference Operator:UserWarning"
+)
+
+RTOL = 1e-9  # the Scan's sums of iterates, added in another order: rounding, not steps
+SCHEMES = ["with_replacement", "without_replacement", "epoch"]
+
+
+def _model(conjugate, **options):
+    with pm.Model() as model:
+        mu = pm.Normal("mu", conjugate.mu0, conjugate.tau0)
+        batch = mb.Minibatch(conjugate.y, batch_size=10, **options)
+        pm.Normal("y", mu, conjugate.sigma, observed=batch)
+    return model
+
+
+def _fit(model, k, mode=C_MODE, **kwargs):
+    kwargs.setdefault("random_seed", 5)
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore", mb.NotConvergedWarning)
+        return mb.fit(progressbar=False, steps_per_call=k, compile_kwargs={"mode": mode}, **kwargs)
+
+
+def _assert_same_fit(a, b):
+    assert a.report.steps == b.report.steps and a.report.reason == b.report.reason
+    assert a.report.step_sizes == b.report.step_sizes
+    assert len(a.hist) == len(b.hist) == a.report.steps
+    np.testing.assert_allclose(a.hist, b.hist, rtol=RTOL)
+    for pa, pb in zip(a.params, b.params, strict=True):
+        np.testing.assert_allclose(pa.get_value(), pb.get_value(), rtol=RTOL)
+
+
+@pytest.mark.parametrize("sampling", SCHEMES)
+@pytest.mark.parametrize("mode", [C_MODE, "NUMBA", "JAX"])
+def test_k_steps_per_call_equal_k_single_steps(conjugate, mode, sampling):
+    """60 steps, rule off: 4 steps per call (cut at the rule's batch ends, 25 and 50) against
+    one step per call, on every backend and sampling scheme."""
+    model = _model(conjugate, sampling=sampling)
+    one = _fit(model, 1, mode, n=60, stop=False)
+    four = _fit(model, 4, mode, n=60, stop=False)
+    _assert_same_fit(one, four)
+    assert one.report.reason == "fixed"
+
+
+@pytest.mark.parametrize("mode", [C_MODE, "NUMBA", "JAX"])
+@pytest.mark.parametrize(("method", "options"), [("fullrank_advi", {}), ("advi", {"obj_n_mc": 2})])
+def test_full_rank_and_several_draws_per_step(mode, method, options):
+    """FullRankADVI and obj_n_mc > 1 (a Scan of draws inside the Scan of steps)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 2))
+    y = x @ np.array([1.0, -1.0]) + rng.normal(size=200)
+    xb, yb = mb.Minibatch(x, y, batch_size=20)
+    with pm.Model() as model:
+        w = pm.Normal("w", 0.0, 10.0, shape=2)
+        pm.Normal("y", xb @ w, 1.0, observed=yb)
+    one = _fit(model, 1, mode, n=40, stop=False, method=method, **options)
+    many = _fit(model, 8, mode, n=40, stop=False, method=method, **options)
+    _assert_same_fit(one, many)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "ks"), [(C_MODE, [1, 7]), ("JAX", [1, 7, 25])])
+def test_the_fit_does_not_depend_on_k(conjugate, mode, ks):
+    """With the rule on: the same steps, halvings, stop and average for every k (7 leaves
+    remainders that run one step at a time; on JAX the two compiled functions hold separate
+    copies of the generators, kept in step)."""
+    model = _model(conjugate)
+    fits = [_fit(model, k, mode) for k in ks]
+    assert fits[0].report.converged
+    for other in fits[1:]:
+        _assert_same_fit(fits[0], other)
+
+
+def test_callbacks_run_at_call_boundaries(conjugate):
+    seen = []
+    _fit(_model(conjugate), 4, n=30, stop=False, callbacks=[lambda a, losses, i: seen.append(i)])
+    # calls of 4 steps, cut at the rule's first batch end (25) and at n
+    assert seen == [4, 8, 12, 16, 20, 24, 25, 29, 30]
+
+
+def test_default_k_divides_the_rules_batches_and_every(conjugate):
+    assert default_steps_per_call(C_MODE, 25) == 1
+    assert default_steps_per_call("JAX", 25) == default_steps_per_call("NUMBA", 25) == 25
+    assert default_steps_per_call("JAX", 25, [10]) == 5  # CheckParametersConvergence(every=10)
+    seen = []
+    check = pm.callbacks.CheckParametersConvergence(every=10, tolerance=1e-12)
+    _fit(
+        _model(conjugate),
+        None,
+        "JAX",
+        n=50,
+        stop=False,
+        callbacks=[check, lambda a, losses, i: seen.append(i)],
+    )
+    assert seen == list(range(5, 51, 5))
+
+
+def test_interrupt_stops_at_a_call_boundary_with_the_fit_so_far(conjugate):
+    def interrupt(approx, losses, i):
+        if i >= 12:
+            raise KeyboardInterrupt
+
+    with pytest.warns(mb.NotConvergedWarning, match="interrupted"), _model(conjugate):
+        approx = mb.fit(
+            progressbar=False,
+            steps_per_call=4,
+            compile_kwargs={"mode": C_MODE},
+            random_seed=1,
+            callbacks=[interrupt],
+        )
+    assert approx.report.reason == "interrupted"
+    assert approx.report.steps == len(approx.hist) == 12
+
+
+def test_a_non_finite_call_is_undone_and_rerun():
+    import pytensor.tensor as pt
+
+    with pm.Model():
+        x = pm.Normal("x", 0.0, 1.0)
+        pm.Potential("cliff", pt.switch(x > 2.0, np.nan, 0.0))
+        approx = mb.fit(
+            2000,
+            random_seed=3,
+            stop=False,
+            progressbar=False,
+            steps_per_call=8,
+            compile_kwargs={"mode": C_MODE},
+        )
+    assert approx.report.rollbacks > 0 and len(approx.hist) == 2000
+    assert np.isfinite(approx.hist).all() and np.isfinite(approx.mean.eval()).all()
+
+
+def test_streamed_windows_are_swapped_at_the_same_steps(conjugate, tmp_path):
+    """A memmap streamed through windows of 100 rows, swapped every 30 steps: calls of 8 are
+    cut at every swap, and the fit equals one step per call."""
+    path = tmp_path / "y.npy"
+    np.save(path, conjugate.y)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", conjugate.mu0, conjugate.tau0)
+        batch = mb.Minibatch(
+            np.load(path, mmap_mode="r"), batch_size=10, window=100, steps_per_window=30
+        )
+        pm.Normal("y", mu, conjugate.sigma, observed=batch)
+    one = _fit(model, 1, n=200, stop=False)
+    eight = _fit(model, 8, n=200, stop=False)
+    _assert_same_fit(one, eight)
+
+
+def _scan_nodes(function):
+    return [node for node in function.maker.fgraph.apply_nodes if isinstance(node.op, Scan)]
+
+
+def test_every_state_is_carried_untraced_on_jax(conjugate):
+    """The parameters, optimiser moments, generators and the epoch state are carried by the
+    Scan as untraced states (lax.scan carries: at most one copy per call, none per step); only
+    the losses are traced."""
+    approx = _fit(_model(conjugate, sampling="epoch"), 4, "JAX", n=8, stop=False)
+    run = approx.report.inference._minibatch_fit_run
+    (node,) = _scan_nodes(run.steps.many)
+    info = node.op.info
+    assert info.n_sit_sot == info.n_mit_sot == info.n_mit_mot == 0
+    assert info.n_nit_sot == 1  # the losses
+    carried = node.op.outer_untraced_sit_sot(node.inputs)
+    states = [v for v in carried if getattr(v, "name", None) == "minibatch_epoch_state"]
+    assert len(states) == 1 and len(carried) >= 6  # mu, rho, 2 x 2 moments, rngs, state, sums
+
+
+def test_steps_per_call_is_checked_by_name(conjugate):
+    for bad in (0, -1, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="steps_per_call must be a positive int"):
+            _fit(_model(conjugate), bad, n=10, stop=False)
+
+
+def test_pytensor_flags_and_pm_fit_untouched(conjugate):
+    model = _model(conjugate)
+    before = pytensor.config.mode
+    _fit(model, 4, n=8, stop=False)
+    assert pytensor.config.mode == before
+    with model:
+        approx = pm.fit(5, progressbar=False, random_seed=1)
+    assert len(approx.hist) == 5
