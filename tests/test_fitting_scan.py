@@ -13,6 +13,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytest
+from pymc.variational.callbacks import CheckParametersConvergence
 from pytensor.scan.op import Scan
 
 import minibatch as mb
@@ -104,7 +105,7 @@ def test_default_k_divides_the_rules_batches_and_every(conjugate):
     assert default_steps_per_call("JAX", 25) == default_steps_per_call("NUMBA", 25) == 25
     assert default_steps_per_call("JAX", 25, [10]) == 5  # CheckParametersConvergence(every=10)
     seen = []
-    check = pm.callbacks.CheckParametersConvergence(every=10, tolerance=1e-12)
+    check = CheckParametersConvergence(every=10, tolerance=1e-12)
     _fit(
         _model(conjugate),
         None,

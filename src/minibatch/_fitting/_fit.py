@@ -63,7 +63,7 @@ class _Run:
         self.guard: Guard | None = None
         self.stopped_by_callback = False
         self.callbacks = [self._watch(cb) for cb in callbacks]
-        # the every= of callbacks such as pm.callbacks.CheckParametersConvergence
+        # the every= of callbacks such as CheckParametersConvergence
         everys = [getattr(cb, "every", None) for cb in callbacks]
         self.everys = [int(every) for every in everys if isinstance(every, int)]
 
