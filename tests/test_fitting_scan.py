@@ -201,3 +201,57 @@ def test_pytensor_flags_and_pm_fit_untouched(conjugate):
     with model:
         approx = pm.fit(5, progressbar=False, random_seed=1)
     assert len(approx.hist) == 5
+
+
+def test_more_replacements_without_total_size_warn_as_in_pm_fit():
+    y = np.random.default_rng(0).normal(size=200)
+    with pm.Model():
+        yd = pm.Data("yd", y)
+        mu = pm.Normal("mu")
+        pm.Normal("obs", mu, 1.0, observed=yd)
+        with pytest.warns(mb.TotalSizeWarning, match="'obs'"):
+            mb.fit(
+                4,
+                stop=False,
+                progressbar=False,
+                steps_per_call=2,
+                compile_kwargs={"mode": C_MODE},
+                more_replacements={yd: mb.Minibatch(y, batch_size=20)},
+            )
+
+
+def test_jax_leaves_numpy_parameters_and_data(conjugate):
+    """The stored data were held on the device during the fit: NumPy again after it, as are
+    the parameters."""
+
+    def read(steps):
+        return [
+            container.storage[0]
+            for given, container in zip(
+                steps.many.maker.inputs, steps.many.input_storage, strict=True
+            )
+            if given.update is None and isinstance(getattr(given.variable.type, "ndim", None), int)
+        ]
+
+    model = _model(conjugate)
+    with model:
+        inference = pm.ADVI(random_seed=5)
+    seen = []
+
+    def look(approx, losses, i):
+        seen.extend(type(v).__module__ for v in read(inference._minibatch_fit_run.steps))
+
+    with model:
+        approx = mb.fit(
+            8,
+            method=inference,
+            stop=False,
+            progressbar=False,
+            steps_per_call=4,
+            compile_kwargs={"mode": "JAX"},
+            callbacks=[look],
+        )
+    assert seen and all(module.startswith("jax") for module in seen)  # on the device
+    after = read(inference._minibatch_fit_run.steps)
+    assert after and all(isinstance(value, np.ndarray) for value in after)
+    assert all(isinstance(p.get_value(borrow=True), np.ndarray) for p in approx.params)
