@@ -89,3 +89,30 @@ def test_quick_stream_benchmark_prints_both_tables_with_measured_numbers(tmp_pat
         # the time waited for windows may round to nothing when the reader keeps up
         assert math.isfinite(row["wait_s"]) and row["wait_s"] >= 0, row
         assert math.isfinite(row["wait_share"]) and row["wait_share"] >= 0, row
+
+
+STEPS_PER_CALL = Path(__file__).parents[1] / "benchmarks" / "steps_per_call.py"
+
+
+def test_quick_steps_per_call_benchmark_times_every_kind_on_c_and_jax(capsys):
+    import math
+
+    spec = importlib.util.spec_from_file_location("steps_per_call_bench", STEPS_PER_CALL)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.main(["--quick", "--modes=CVM,JAX"])
+    out = capsys.readouterr().out
+    for title in ("## mb.fit µs per step", "## The compiled call of k steps alone", "## Ratios"):
+        assert title in out
+    assert "| one | C |" in out and "| one | JAX |" in out
+    assert [res["mode"] for res in results["results"]] == ["CVM", "JAX"]
+    kinds = {"pm.fit", "pm step", "k=1", "alone k=1", "k=4", "alone k=4"}
+    for res in results["results"]:
+        found = res["models"]["one"]
+        assert not found["failed"], found["failed"]
+        assert set(found["times"]) == kinds  # --quick: no NumPyro, no C reference
+        for kind, times in found["times"].items():
+            assert len(times) == 1 and math.isfinite(times[0]) and times[0] > 0, (kind, times)
+        assert 0 < found["share"]["4"] <= 1
+    assert results["figures"]["one CVM"]["best"] in (1, 4)
+    assert results["figures"]["one JAX"]["best/k1"] > 0
