@@ -103,10 +103,11 @@ class Steps:
         self.seed = objective.approx.rng.randint(2**30, dtype=np.int64)
         self.layout = layout
         self.compile_kwargs = dict(compile_kwargs or {})
+        self.linker = linker_of(self.compile_kwargs.get("mode"))
         self.loss, self.updates = updates.loss, dict(updates)
         self.inputs = list(graph_inputs([self.loss, *self.updates.values()]))
         draws = update_kwargs.get("obj_n_mc") or 1
-        if draws > 1 and linker_of(self.compile_kwargs.get("mode")) == "JAXLinker":
+        if draws > 1 and self.linker == "JAXLinker":
             self.loss, self.updates = self._static_data_shapes(self.loss, self.updates)
         self.k = 0
         self.one: Any = None
@@ -136,7 +137,7 @@ class Steps:
         size = self.layout.size
         self._total = pytensor.shared(np.zeros(size), name="mb_fit_iterate_sum")
         self._square = pytensor.shared(np.zeros(size), name="mb_fit_iterate_square")
-        self.many = self._compile_many(self.layout)
+        self.many = self._compile_many()
         for rng, value in zip(rngs, kept, strict=True):
             rng.set_value(value, borrow=True)
         # where the Scan holds copies of the generators (JAX), its first call takes them from
@@ -151,7 +152,7 @@ class Steps:
         )
         return _Shared(function, self._last)
 
-    def _compile_many(self, layout: Layout) -> Any:
+    def _compile_many(self) -> Any:
         updates = dict(self.updates)
         states = [self.loss, *updates.values()]
         for rng, update in collect_default_updates(states).items():
@@ -160,12 +161,13 @@ class Steps:
             default = getattr(var, "default_update", None)
             if isinstance(var, SharedVariable) and default is not None:
                 updates.setdefault(var, default)
-        flat = pt.concatenate([pt.flatten(updates[p]) for p in layout.params]).astype("float64")
+        params = self.layout.params
+        flat = pt.concatenate([pt.flatten(updates[p]) for p in params]).astype("float64")
         step = pt.lscalar("step")
         restart = pt.eq(step, 0)  # each call sums its own steps
         updates[self._total] = pt.switch(restart, 0.0, self._total) + flat
         updates[self._square] = pt.switch(restart, 0.0, self._square) + flat * flat
-        trace = linker_of(self.compile_kwargs.get("mode")) == "NumbaLinker"
+        trace = self.linker == "NumbaLinker"
         losses, final = untraced_scan(
             step, self.k, self.loss, updates, trace_tensors=trace and not NUMBA_UNTRACED_TENSORS
         )
@@ -208,7 +210,7 @@ class Steps:
         same data during the run would see the device array.
         """
         held: list[tuple[Any, Any]] = []
-        if linker_of(self.compile_kwargs.get("mode")) == "JAXLinker":
+        if self.linker == "JAXLinker":
             import jax
 
             for function in (self.one, self.many):
