@@ -12,13 +12,14 @@ on three models:
 
 these kinds of step, in interleaved rounds (the order alternates; ``steps.interleaved``):
 
-* ``k=K``: ``mb.fit`` with ``steps_per_call=K`` and ``stop=False``, first for ``--warm``
+* ``k=K``: ``mb.fit`` with ``steps_per_call=K`` (``default``: ``None``, mb.fit's choice) and
+  ``stop=False``, first for ``--warm``
   steps (it compiles; 6400 by default, after which the rule's batches are 400-800 steps long),
   then continued (``mb.fit(n, method=approx.report.inference, stop=False)``, which reuses the
   compiled functions) for ``n`` steps per call (``STEPS`` per model, or ``--steps``, rounded up to a
   multiple of K): the fit's loop, rule and guard included;
-* ``alone k=K``: that fit's compiled function of K steps (the Scan; the single step for K = 1)
-  called in a plain loop;
+* ``alone k=K``: that fit's compiled call of K steps (the Scan; the single step for K = 1; for
+  the default, its longest call) in a plain loop;
 * ``pm.fit``: PyMC's loop, ``pm.ADVI().fit`` continued by ``refine`` (Adam, step 0.01);
 * ``pm step``: PyMC's bare compiled step (``objective.step_function``) in a plain loop;
 * ``numpyro plate`` / ``numpyro randint`` (Numba and JAX processes, when numpyro is
@@ -28,11 +29,12 @@ these kinds of step, in interleaved rounds (the order alternates; ``steps.interl
 * ``C ref`` (JAX process, seeds model): the C backend's fastest ``mb.fit`` (the k the C process
   found best), so the goal "JAX <= 1.5 x C" is a ratio from the same rounds.
 
-``mb.fit`` uses its own optimiser (Adam from 0.1, two step sizes); the fit's calls of k steps
-are cut short where the rule's batch of iterates ends (``stop=False`` still fills the batches),
-so a k that does not divide the batch length (25, doubling as the fit goes on) runs part of its
-steps one at a time: the table shows that share.  Times are medians of the per-round means;
-ratios are medians of the per-round ratios.  It prints three markdown tables and the goals.
+``mb.fit`` uses its own optimiser (Adam from 0.1, two step sizes); the fit's calls are cut
+where the rule's batch of iterates ends (``stop=False`` still fills the batches): on C and
+Numba a call then runs the steps left, on JAX (static lengths) the longest compiled length that
+fits, and what is left runs one step at a time: the table shows that share.  Times are medians
+of the per-round means; ratios are medians of the per-round ratios.  It prints three markdown
+tables and the goals.
 """
 
 from __future__ import annotations
@@ -58,9 +60,8 @@ import steps as st
 
 MODES = ["CVM", "NUMBA", "JAX"]
 MODELS = ["one", "regression", "seeds"]
-KS = [1, 4, 16, 25, 64, 256]
+KS = [0, 1, 4, 16, 64, 256]  # 0: the default (steps_per_call=None)
 STEPS = {"one": 6400, "regression": 6400, "seeds": 1600}  # about the steps of a timed call
-DEFAULT_K = {"CVM": 1, "NUMBA": 25, "JAX": 25}  # mb.fit's default_steps_per_call
 NUMPYRO_MODES = {"NUMBA", "JAX"}  # the processes whose goals are ratios to NumPyro
 GOALS = {"JAX": 1.5, "NUMBA": 2.0}  # the one-parameter model's step / NumPyro's randint step
 GOAL_JAX_OVER_C = 1.5  # the seeds' model: JAX's step / the best C step
@@ -152,7 +153,7 @@ class Counter:
     """An ``mb.fit`` callback: the steps done, and how many of them ran one at a time."""
 
     def __init__(self) -> None:
-        self.last, self.steps, self.single = 0, 0, 0
+        self.last, self.steps, self.single, self.k = 0, 0, 0, 1
 
     def __call__(self, approx: Any, losses: Any, i: int) -> None:
         done, self.last = i - self.last, i
@@ -160,23 +161,23 @@ class Counter:
         self.single += done == 1
 
     def share(self, k: int) -> float:
-        """The share of the counted steps that ran in calls of ``k`` steps."""
+        """The share of the counted steps that ran in calls of many steps (``k`` at most)."""
         return 1.0 if k == 1 or not self.steps else 1 - self.single / self.steps
 
 
 def mb_fit_steps(model: Any, k: int, mode: str, warm: int, steps: int) -> dict[str, Any]:
     """A compiled, warmed-up ``mb.fit``: its continuation (``steps`` rounded up to a multiple of
-    ``k``) and its compiled call of ``k`` steps."""
+    ``k``) and its compiled call of ``k`` steps (``k=0``: the default, and its longest call)."""
     import minibatch as mb
 
-    steps = k * -(-steps // k)
+    steps = k * -(-steps // k) if k else steps
     counter = Counter()
     with model:
         # warm + 1 steps: the last one runs alone, so the single step is compiled (k > 1) now
         approx = mb.fit(
             warm + 1,
             stop=False,
-            steps_per_call=k,
+            steps_per_call=k or None,
             compile_kwargs=dict(mode=mode),
             random_seed=1,
             progressbar=False,
@@ -189,8 +190,10 @@ def mb_fit_steps(model: Any, k: int, mode: str, warm: int, steps: int) -> dict[s
         return mb.fit(steps, method=inference, stop=False, progressbar=False)
 
     run = inference._minibatch_fit_run  # the fit's compiled steps (see _fit.py's _Run)
-    alone = run.steps.many if k > 1 else run.steps.one
-    return {"fit": (fit, steps), "alone": (alone, k), "counter": counter}
+    longest = run.steps.k
+    alone = functools.partial(run.steps.call, longest) if longest > 1 else run.steps.one
+    counter.k = longest
+    return {"fit": (fit, steps), "alone": (alone, longest), "counter": counter}
 
 
 def pymc_steps(model: Any, mode: str, warm: int, steps: int) -> dict[str, Any]:
@@ -308,7 +311,7 @@ def measure_model(args: argparse.Namespace, name: str, c_best: int | None) -> di
     )
     return {
         "times": {kind: [t / built[kind][1] for t in ts] for kind, ts in per_call.items()},
-        "share": {k: c.share(k) for k, c in counters.items()},
+        "share": {k: c.share(c.k) for k, c in counters.items()},
         "failed": failed,
         "compile_s": compiled,
         "c_best": c_best,
@@ -328,6 +331,11 @@ def run_child(args: argparse.Namespace, mode: str, c_best: dict[str, int]) -> di
 
 
 # --- the tables -----------------------------------------------------------------------------
+
+
+def label(k: int | None) -> str:
+    """A column's name: ``k=K``, or ``default`` for ``k=0`` (``steps_per_call=None``)."""
+    return "default" if k == 0 else f"k={k}"
 
 
 def _us(seconds: list[float] | None) -> str:
@@ -356,7 +364,7 @@ def _x(value: float | None) -> str:
 def tables(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[str, Any]:
     """Print the three tables and the goals; return the goals' figures."""
     ks = args.ks
-    k_head = " | ".join(f"k={k}" for k in ks)
+    k_head = " | ".join(label(k) for k in ks)
     print("\n## mb.fit µs per step against steps_per_call (loop, rule and guard included)\n")
     print(f"| model | mode | pm.fit | PyMC step | {k_head} | NumPyro plate | NumPyro randint |")
     print("|---|---|---|---|" + "---|" * len(ks) + "---|---|")
@@ -407,7 +415,7 @@ def tables(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[str,
         for res in results:
             mode, times = res["mode"], res["models"][name]["times"]
             best = best_k(times, ks)
-            default = DEFAULT_K[mode] if DEFAULT_K[mode] in ks else None
+            default = 0 if 0 in ks else None
             b, d = f"k={best}", f"k={default}"
             row = {
                 "best": best,
@@ -423,7 +431,9 @@ def tables(args: argparse.Namespace, results: list[dict[str, Any]]) -> dict[str,
             }
             figures[f"{name} {mode}"] = row
             cells = [row[key] for key in list(row)[1:7]]
-            print(f"| {name} | {LABELS[mode]} | {best} | {' | '.join(_x(c) for c in cells)} |")
+            print(
+                f"| {name} | {LABELS[mode]} | {label(best)} | {' | '.join(_x(c) for c in cells)} |"
+            )
     failures = [
         f"- {name}, {LABELS[res['mode']]}, {kind}: {error}"
         for name in args.models
@@ -449,7 +459,7 @@ def goals(args: argparse.Namespace, results: list[dict[str, Any]], figures: dict
             continue
         met = row["default/numpyro"] <= goal
         print(
-            f"- one-parameter model, {LABELS[mode]}: mb.fit (k={DEFAULT_K[mode]}) / NumPyro's "
+            f"- one-parameter model, {LABELS[mode]}: mb.fit (default) / NumPyro's "
             f"scanned randint step = {row['default/numpyro']:.2f} (best k={row['best']}: "
             f"{_x(row['best/numpyro'])}); goal <= {goal}: {'met' if met else 'NOT met'}"
         )
@@ -463,8 +473,9 @@ def goals(args: argparse.Namespace, results: list[dict[str, Any]], figures: dict
             else ""
         )
         print(
-            f"- seeds' model: JAX mb.fit (k={DEFAULT_K['JAX']}) / C mb.fit "
-            f"(k={results[-1]['models']['seeds']['c_best']}, same rounds) = {row['c_ref']:.2f} "
+            f"- seeds' model: JAX mb.fit (default) / C mb.fit "
+            f"({label(results[-1]['models']['seeds']['c_best'])}, same rounds) = "
+            f"{row['c_ref']:.2f} "
             f"(best JAX k={row['best']}: {_x(row['best/c_ref'])}{cross}); goal <= "
             f"{GOAL_JAX_OVER_C}: {'met' if met else 'NOT met'}"
         )
@@ -472,12 +483,12 @@ def goals(args: argparse.Namespace, results: list[dict[str, Any]], figures: dict
         for name in args.models:
             row = figures.get(f"{name} CVM")
             times = next(r for r in results if r["mode"] == "CVM")["models"][name]["times"]
-            more = [k for k in args.ks if k > 1 and f"k={k}" in times]
+            more = [k for k in args.ks if k != 1 and f"k={k}" in times]
             if not row or not more:
                 continue
             k = min(more, key=lambda k: np.median(times[f"k={k}"]))
             print(
-                f"- C, {name}: the best k > 1 (k={k}) / k=1 = "
+                f"- C, {name}: the best other k ({label(k)}) / k=1 = "
                 f"{st.median_ratio(times, f'k={k}', 'k=1'):.2f} for the fit, "
                 f"{_x(ratio(times, f'alone k={k}', 'alone k=1'))} for the compiled call alone"
             )
@@ -517,7 +528,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--c-best", help=argparse.SUPPRESS)  # MODEL:K,...: the C reference
     args = parser.parse_args(argv)
     if args.quick:
-        args.models, args.ks, args.rounds, args.seconds = ["one"], [1, 4], 1, 0.01
+        args.models, args.ks, args.rounds, args.seconds = ["one"], [0, 1, 4], 1, 0.01
         args.steps, args.warm, args.numpyro = 200, 100, False
     return args
 

@@ -15,9 +15,10 @@ import pytensor
 import pytest
 from pymc.variational.callbacks import CheckParametersConvergence
 from pytensor.scan.op import Scan
+from pytensor.tensor.random.type import RandomType
 
 import minibatch as mb
-from minibatch._compat import C_MODE
+from minibatch._compat import C_MODE, SCAN_COPIES_GENERATORS
 from minibatch._fitting._fit import default_steps_per_call
 
 pytestmark = pytest.mark.filterwarnings(
@@ -100,21 +101,54 @@ def test_callbacks_run_at_call_boundaries(conjugate):
     assert seen == [4, 8, 12, 16, 20, 24, 25, 29, 30]
 
 
-def test_default_k_divides_the_rules_batches_and_every(conjugate):
-    assert default_steps_per_call(C_MODE, 25) == 1
-    assert default_steps_per_call("JAX", 25) == default_steps_per_call("NUMBA", 25) == 25
-    assert default_steps_per_call("JAX", 25, [10]) == 5  # CheckParametersConvergence(every=10)
+def test_default_calls_are_long_and_cut_where_the_fit_needs(conjugate):
+    """The defaults: calls of up to 400 steps (C on pytensor 3, Numba: any count; JAX: 400 or
+    the short static length), except on pytensor 2.38's C backend (one step per call)."""
+    c_default = (1, ()) if SCAN_COPIES_GENERATORS else (400, ())
+    assert default_steps_per_call(C_MODE, 25) == c_default
+    assert default_steps_per_call("NUMBA", 25) == (400, ())
+    assert default_steps_per_call("JAX", 25) == (400, (25,))
+    assert default_steps_per_call("JAX", 25, [10]) == (80, (5,))  # every=10
+    seen = []
+    _fit(
+        _model(conjugate),
+        None,
+        "NUMBA",
+        n=60,
+        stop=False,
+        callbacks=[lambda a, losses, i: seen.append(i)],
+    )
+    assert seen == [25, 50, 60]  # one call per rule batch, then the rest in one call
+
+
+def test_jax_calls_have_static_lengths_and_every_is_met(conjugate):
+    """On JAX the calls are of the lengths compiled (here 5, the divisor of 25 and of every=10,
+    and 80), a callback's every cuts them, and the remainder runs a step at a time."""
     seen = []
     check = CheckParametersConvergence(every=10, tolerance=1e-12)
     _fit(
         _model(conjugate),
         None,
         "JAX",
-        n=50,
+        n=52,
         stop=False,
         callbacks=[check, lambda a, losses, i: seen.append(i)],
     )
-    assert seen == list(range(5, 51, 5))
+    assert seen == [*range(5, 51, 5), 51, 52]
+
+
+def test_numba_draws_in_the_scan_work_in_place(conjugate):
+    """Every draw in the compiled body of the Scan works on its generator in place (pytensor 3
+    does it; on pytensor 2.38, pytensor#2002, ``_upstream.scan_rngs`` does): no generator is
+    copied per step."""
+    approx = _fit(_model(conjugate), 4, "NUMBA", n=8, stop=False)
+    (node,) = _scan_nodes(approx.report.inference._minibatch_fit_run.steps.many)
+    body = node.op.fgraph
+    generators = [v for v in body.inputs if isinstance(v.type, RandomType)]
+    assert len(generators) == 2  # the index and q's draw
+    for rng in generators:
+        ((reader, position),) = body.clients[rng]
+        assert [position] in reader.op.destroy_map.values(), reader
 
 
 def test_interrupt_stops_at_a_call_boundary_with_the_fit_so_far(conjugate):

@@ -77,6 +77,28 @@ def test_version_gates_are_the_measured_ones():
     assert _compat.VI_PARAMS_LACK_STATIC_SHAPES is (not PYMC_6)
     assert _compat.FIT_LEAVES_JAX_ARRAYS is (not PYMC_6)
     assert _compat.JAX_PASSES_GENERATORS is _compat.PYTENSOR_3
+    assert _compat.SCAN_COPIES_GENERATORS is (not _compat.PYTENSOR_3)
+
+
+def test_canary_scan_bodies_copy_generators_pytensor_2002():
+    """pytensor's own Scan of a draw, compiled with Numba: on 2.38 the body's draw copies its
+    generator at each iteration (not in place), on pytensor 3 it works in place."""
+    from pytensor.scan.op import Scan
+    from pytensor.tensor.random.type import RandomType
+
+    def step(generator):
+        next_generator, draw = pt.random.normal.make_node(generator, None, 0.0, 1.0).outputs
+        return next_generator, draw
+
+    rng = pytensor.shared(np.random.default_rng(0))
+    final, draws = pytensor.scan(step, outputs_info=[rng, None], n_steps=5, return_updates=False)
+    f = pytensor.function([], draws, updates={rng: final}, mode="NUMBA")
+    f()
+    (node,) = [n for n in f.maker.fgraph.apply_nodes if isinstance(n.op, Scan)]
+    (inner_rng,) = [v for v in node.op.fgraph.inputs if isinstance(v.type, RandomType)]
+    ((reader, position),) = node.op.fgraph.clients[inner_rng]
+    in_place = [position] in reader.op.destroy_map.values()
+    assert in_place is (not _compat.SCAN_COPIES_GENERATORS)
 
 
 def _tiny_advi():

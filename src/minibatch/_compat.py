@@ -28,6 +28,9 @@ anywhere else.  What this module knows:
   Numba Scan carries a tensor state untraced (its last value only), 2.38's does not (its
   code generator assumes an untraced state is a generator: ``KeyError: 'outer_in_2'``); there
   ``mb.fit``'s Scan traces its tensor states, and pytensor cuts those buffers.
+* **A Scan body's draws** (:data:`SCAN_COPIES_GENERATORS`): pytensor 2.38 copies every
+  generator a Scan carries at each iteration (pytensor#2002; on Numba through object mode);
+  ``_upstream.scan_rngs`` makes the draws of ``mb.fit``'s Scan work in place there.
 * **Upstream defects decided by version**, for the ``_upstream`` workarounds that no cheap
   probe can decide (each has a canary per version in ``tests/test_upstream.py``).
 """
@@ -46,6 +49,7 @@ import pymc
 import pytensor
 from pytensor.compile import SharedVariable
 from pytensor.compile import builders as _builders
+from pytensor.scan.op import Scan as _ScanOp
 from pytensor.tensor import special as _special
 from pytensor.tensor import subtensor as _subtensor
 
@@ -106,6 +110,9 @@ FIT_LEAVES_JAX_ARRAYS = PYMC_VERSION < (6, 4)
 # rewritten away) a numpy Generator from the second call on; 2.38 does not.
 JAX_PASSES_GENERATORS = PYTENSOR_3
 NUMBA_UNTRACED_TENSORS = PYTENSOR_3
+# pytensor#2002 (fixed by pytensor#2003, in pytensor 3): a Scan's body never draws in place, so
+# every iteration copies each generator it carries; the fix gave Scan the method asked here.
+SCAN_COPIES_GENERATORS = not hasattr(_ScanOp, "inner_destroyable_inputs")
 
 
 _DEFAULT_UPDATE_DEPRECATION = "Setting default_update is deprecated"

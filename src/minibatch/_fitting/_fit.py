@@ -25,7 +25,7 @@ from pymc.variational.inference import Inference
 from pytensor.graph.traversal import ancestors
 
 from minibatch import _upstream
-from minibatch._compat import TAKE_OPS
+from minibatch._compat import SCAN_COPIES_GENERATORS, TAKE_OPS
 from minibatch._fitting._loop import iterate
 from minibatch._fitting._report import FitReport, NotConvergedWarning
 from minibatch._fitting._rollback import Guard, nonfinite_variables
@@ -65,7 +65,9 @@ class _Run:
         self.callbacks = [self._watch(cb) for cb in callbacks]
         # the every= of callbacks such as CheckParametersConvergence
         everys = [getattr(cb, "every", None) for cb in callbacks]
-        self.everys = [int(every) for every in everys if isinstance(every, int)]
+        self.everys = [
+            int(e) for e in everys if isinstance(e, int) and not isinstance(e, bool) and e > 0
+        ]
 
     def __call__(self) -> Any:
         """One guarded step, as PyMC's step function takes one."""
@@ -140,14 +142,19 @@ def fit(
         the fit still stopped.
     callbacks : list, optional
         ``pm.fit`` callbacks, run after the rule after each compiled call (see
-        ``steps_per_call``): ``i`` is the number of steps done.
+        ``steps_per_call``): ``i`` is the number of steps done; calls end at each multiple of
+        a callback's ``every``.
     steps_per_call : int, optional
-        Optimiser steps per compiled call (a pytensor ``Scan``; ``lax.scan`` on JAX).  The
-        default is 1 on the C backend and, on Numba and JAX, the largest divisor of the rule's
-        first batch length (25) up to 32 that also divides the ``every`` of each callback that
-        has one.  Calls are cut short where the rule decides, a streamed window is swapped and
-        ``n`` ends, so the fit takes the same steps, decisions and result whatever the value
-        (to floating-point rounding); only its speed changes (docs/performance.md).
+        The most optimiser steps per compiled call (a pytensor ``Scan``; ``lax.scan`` on JAX).
+        Calls are cut where the rule decides, a streamed window is swapped, a callback's
+        ``every`` falls and ``n`` ends, so the fit takes the same steps, decisions and result
+        whatever the value (to floating-point rounding); only its speed changes
+        (docs/performance.md).  On C and Numba a call runs any count up to it; on JAX the
+        Scan's length is static, so a call runs ``steps_per_call`` steps or, where fewer are
+        left before the cut, one step at a time.  The default (:func:`default_steps_per_call`)
+        is 400 (C on pytensor 3, Numba, JAX; on JAX with calls of 25 steps too, or of the
+        largest divisor of 25 and of the callbacks' ``every``), and 1 on pytensor 2.38's C
+        backend.
     **kwargs
         Passed to ``Inference.fit`` as ``pm.fit`` passes them: ``progressbar``, ``obj_n_mc``,
         ``more_replacements``, ``compile_kwargs``, ``total_grad_norm_constraint``, ...
@@ -238,12 +245,13 @@ def _compile_steps(
         periods = [s.steps_per_window for s in streams_of(steps.inputs) if not s.static]
         if periods:
             averager.span(math.lcm(*periods))
-        k = steps_per_call or default_steps_per_call(
-            (compile_kwargs or {}).get("mode"), averager.rule.batch_size, run.everys
-        )
-        run.steps = steps.compile(k)
+        mode = (compile_kwargs or {}).get("mode")
+        k, shorter = default_steps_per_call(mode, averager.rule.batch_size, run.everys)
+        if steps_per_call:
+            k, shorter = steps_per_call, ()
+        run.steps = steps.compile(k, shorter)
         run.guard = Guard(
-            steps.many or steps.one,
+            steps.one,
             functools.partial(nonfinite_variables, approx, averager.layout),
             rates,
             ignore=steps.accumulators,
@@ -254,26 +262,42 @@ def _compile_steps(
     inference._iterate_with_loss = functools.partial(iterate, inference)
 
 
-MAX_STEPS_PER_CALL = 32
+LONGEST_CALL = 400
 """The most steps per call that :func:`default_steps_per_call` chooses."""
 
+SHORT_CALL_MAX = 32
+"""On JAX, the most steps of the shorter calls (see :func:`default_steps_per_call`)."""
 
-def default_steps_per_call(mode: Any, batch: int, everys: Sequence[int] = ()) -> int:
-    """Steps per compiled call for a backend: 1 on C (pytensor's C Scan runs its body through
-    the virtual machine at every iteration: slower per step than the plain step, measured in
-    docs/performance.md), else the largest divisor of the rule's first batch length ``batch``
-    (and of every callback's ``every``) up to :data:`MAX_STEPS_PER_CALL`, so calls end where
-    the rule decides and the callbacks run.
 
-    >>> default_steps_per_call("JAX", 25), default_steps_per_call("NUMBA", 168, [100])
-    (25, 4)
-    >>> default_steps_per_call("CVM", 25)
-    1
+def default_steps_per_call(
+    mode: Any, batch: int, everys: Sequence[int] = ()
+) -> tuple[int, tuple[int, ...]]:
+    """The most steps per compiled call for a backend, and the shorter static lengths that JAX
+    also compiles (``(k, shorter)``).
+
+    A call costs a fixed overhead (the call into the compiled function, the losses and sums
+    read back, the rule, the callbacks: 50-300 µs) besides its steps, so the calls are as
+    long as the fit allows: up to :data:`LONGEST_CALL` steps, cut where the rule decides (after
+    25 steps at first, the batches doubling as the fit goes on), where a callback's ``every``
+    falls and where a window swaps.  On C and Numba one compiled Scan runs any count.  JAX
+    compiles a Scan per static length: the longest (16 times the shorter), and one the rule's
+    first batch length ``batch`` and every ``every`` are multiples of (the largest divisor up
+    to :data:`SHORT_CALL_MAX`), compiled when first run.  On pytensor 2.38's C backend (whose
+    Scan copies each generator at every step, pytensor#2002) a step per call is faster: 1.
+
+    >>> default_steps_per_call("JAX", 25), default_steps_per_call("JAX", 168, [100])
+    ((400, (25,)), (64, (4,)))
+    >>> default_steps_per_call("NUMBA", 25)
+    (400, ())
     """
-    if linker_of(mode) not in ("NumbaLinker", "JAXLinker"):
-        return 1
-    period = math.gcd(batch, *everys)
-    return max(d for d in range(1, MAX_STEPS_PER_CALL + 1) if period % d == 0)
+    linker = linker_of(mode)
+    if linker == "JAXLinker":
+        period = math.gcd(batch, *everys)
+        short = max(d for d in range(1, SHORT_CALL_MAX + 1) if period % d == 0)
+        return (16 * short, (short,)) if short > 1 else (1, ())
+    if linker != "NumbaLinker" and SCAN_COPIES_GENERATORS:
+        return 1, ()
+    return LONGEST_CALL, ()
 
 
 def _rate(kind: str) -> Any:

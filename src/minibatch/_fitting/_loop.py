@@ -1,25 +1,29 @@
-"""``mb.fit``'s loop: calls of ``k`` steps, cut where a decision, a window swap or the cap falls.
+"""``mb.fit``'s loop: calls of many steps, cut where a decision, a window swap, a callback's
+``every`` or the cap falls.
 
 It stands in for PyMC's ``Inference._iterate_with_loss`` on the ``Inference`` of an ``mb.fit``
 (an instance attribute: ``pm.fit`` keeps PyMC's loop), so ``Inference.fit`` and ``refine`` run
-it with everything they do around it.  Each call runs :attr:`Steps.many <._scan.Steps.many>`
-(``k`` steps) while ``k`` steps fit before the next event, and :attr:`Steps.one` otherwise.  The
-events are the end of the rule's batch being filled (where it decides: stop, halve), every
-streamed window's swap, and the cap ``n``; so the fit takes every decision and sees every window
-at the same step as with ``k = 1``, and its result does not depend on ``k``.  The remainders run
-through the single step, compiled once: nothing is compiled per call.  A call with anything
+it with everything they do around it.  Each call runs as many steps as fit before the next
+event, up to ``k`` (:meth:`Steps.longest <._scan.Steps.longest>`: any count on C and Numba; on
+JAX, whose Scan has a static length, the longest compiled length that fits), and
+:attr:`Steps.one` when one step is all that fits.  The events are the end of the rule's batch
+being filled (where it decides: stop, halve), every streamed window's swap, each multiple of a
+callback's ``every`` and the cap ``n``; so the fit takes every decision, sees every window and
+runs every callback at the same step as with ``k = 1``, and its result does not depend on
+``k``.  A call with anything
 non-finite is undone and its steps rerun one at a time (:mod:`._rollback`).  On JAX the stored
 data are held on the device for the run (:meth:`Steps.resident <._scan.Steps.resident>`).
 
 Around each call, in this order: the losses into the history, the rule (``StopIteration`` when
-it stops the fit), the user's callbacks (at call boundaries: ``i`` is the number of steps done,
-a multiple of ``k`` between events), the progress bar, and the streams' count (which swaps the
+it stops the fit), the user's callbacks (at call boundaries: ``i`` is the number of steps done),
+the progress bar, and the streams' count (which swaps the
 next window in when it is due).  Ctrl-C (``KeyboardInterrupt``) and ``StopIteration`` end the
 loop at a call boundary, as PyMC's loop ends at a step.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -47,7 +51,7 @@ def iterate(
     scores = np.full(n, np.nan)
     done = 0
     with (
-        driven(steps.many or steps.one, fresh=s == 0) as refresh,
+        driven(steps.one, fresh=s == 0) as refresh,
         steps.resident(skip=[var for stream in refresh.streams for var in stream.shared]),
     ):
         moving = [stream for stream in refresh.streams if not stream.static]
@@ -60,9 +64,16 @@ def iterate(
             ) as progress:
                 task = progress.add_task("Fitting:", total=n, loss="")
                 while done < n:
-                    room = min(n - done, averager.to_decision, *(m.to_refresh for m in moving))
-                    count = steps.k if steps.many is not None and room >= steps.k else 1
-                    losses = guard.attempt(steps.many) if count > 1 else None
+                    room = min(
+                        n - done,
+                        averager.to_decision,
+                        *(m.to_refresh for m in moving),
+                        *(every - (s + done) % every for every in run.everys),
+                    )
+                    count = steps.longest(room)
+                    losses = (
+                        guard.attempt(functools.partial(steps.call, count)) if count > 1 else None
+                    )
                     if losses is not None:
                         scores[done : done + count] = losses
                         done += count

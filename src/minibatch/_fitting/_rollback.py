@@ -12,11 +12,14 @@ naming the variables whose parameters went non-finite (or saying that the loss d
 parameters), as PyMC's message does.
 
 The values are copied into two preallocated buffer sets, swapped after each good step, so a
-step allocates nothing.  The random generators are not rolled back: a retry draws anew.  A step
-of ``k`` optimiser steps in one call (:mod:`._scan`) is tried once (:meth:`Guard.attempt`): if
-anything is not finite the whole call is undone and its steps rerun one at a time, each guarded
-as above (a model whose draws fail now and then would fail a call of many steps too often to
-retry it whole); functions that share the guarded values share one guard.
+step allocates nothing; on JAX, whose arrays never change in place, the good values are kept as
+they are, without a copy or a transfer from the device.  The random generators are not rolled
+back: a retry draws anew.  A step of ``k`` optimiser steps in one call (:mod:`._scan`) is tried
+once (:meth:`Guard.attempt`; the call computes whether what it updated is finite, so nothing is
+read back to check it): if anything is not finite the whole call is undone and its steps rerun
+one at a time, each guarded as above (a model whose draws fail now and then would fail a call
+of many steps too often to retry it whole); functions that share the guarded values share one
+guard.
 
 >>> import numpy as np, pymc as pm, pytensor.tensor as pt, minibatch as mb
 >>> with pm.Model():
@@ -82,8 +85,8 @@ class Guard:
     ) -> None:
         self.step, self.names, self.rates, self.max_retries = step, names, rates, max_retries
         self.watched = [v for v in updated_values(step) if not any(v is i for i in ignore)]
-        self._good = [np.array(v.get_value(borrow=True), copy=True) for v in self.watched]
-        self._next = [np.empty_like(a) for a in self._good]
+        self._good: list[Any] = [np.array(v.get_value(borrow=True)) for v in self.watched]
+        self._spare: list[Any] = [np.empty_like(a) for a in self._good]
         self.rollbacks = 0
 
     def __getattr__(self, name: str) -> Any:  # maker, profile, ...: the compiled function's
@@ -98,12 +101,15 @@ class Guard:
             return loss
         return self._retry(step, loss)
 
-    def attempt(self, step: Any) -> Any:
-        """Run ``step`` once: its loss if all is finite, else ``None`` with the step undone
-        (a call of many steps is then rerun a step at a time, each guarded)."""
-        loss = step()
-        if np.all(np.isfinite(loss)) and self._take():
-            return loss
+    def attempt(self, call: Any) -> Any:
+        """Run ``call`` once (it returns the losses of its steps and whether every value it
+        updated is finite): its losses if all is finite, else ``None`` with the call undone (a
+        call of many steps is then rerun a step at a time, each guarded)."""
+        losses, finite = call()
+        losses = np.asarray(losses)
+        if bool(finite) and np.isfinite(losses).all():
+            self._keep()
+            return losses
         self._undo()
         self.rollbacks += 1
         return None
@@ -130,14 +136,28 @@ class Guard:
         raise FloatingPointError(self._message(loss, bad))
 
     def _take(self) -> bool:
-        """Copy the step's new values aside if all are finite (then they become the good ones)."""
-        for var, buffer in zip(self.watched, self._next, strict=True):
-            value = np.asarray(var.get_value(borrow=True))
-            if not np.isfinite(value).all():
+        """Keep the step's new values if all are finite (then they become the good ones)."""
+        for var in self.watched:
+            if not np.isfinite(np.asarray(var.get_value(borrow=True))).all():
                 return False
-            np.copyto(buffer, value)
-        self._good, self._next = self._next, self._good
+        self._keep()
         return True
+
+    def _keep(self) -> None:
+        """The values now are the good ones: a NumPy array (which a later step may change in
+        place) copied into a spare buffer, a JAX array (never changed) kept as it is."""
+        for i, var in enumerate(self.watched):
+            value = var.get_value(borrow=True)
+            if not isinstance(value, np.ndarray):
+                self._good[i] = value
+                continue
+            spare = self._spare[i]
+            if spare is None or spare.shape != value.shape or spare.dtype != value.dtype:
+                spare = np.empty_like(value)
+            np.copyto(spare, value)
+            old = self._good[i]
+            self._spare[i] = old if isinstance(old, np.ndarray) else None
+            self._good[i] = spare
 
     def _undo(self) -> None:
         for var, value in zip(self.watched, self._good, strict=True):

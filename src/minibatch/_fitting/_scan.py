@@ -44,7 +44,7 @@ last into the one about to run (:class:`_Shared`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,8 +62,9 @@ from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.shape import shape_padleft
 from pytensor.tensor.type import TensorType
 
-from minibatch._compat import NUMBA_UNTRACED_TENSORS
+from minibatch._compat import NUMBA_UNTRACED_TENSORS, SCAN_COPIES_GENERATORS
 from minibatch._fitting._scales import Layout
+from minibatch._upstream.scan_rngs import draws_in_place
 
 
 def linker_of(mode: Any) -> str:
@@ -110,49 +111,82 @@ class Steps:
         if draws > 1 and self.linker == "JAXLinker":
             self.loss, self.updates = self._static_data_shapes(self.loss, self.updates)
         self.k = 0
+        self.lengths: tuple[int, ...] = ()
         self.one: Any = None
         self.many: Any = None
+        self._fixed: dict[int, Any] = {}  # JAX: the Scan of each static length compiled so far
         self._total: Any = None
         self._square: Any = None
         self._last: list[_Shared] = []  # the function that ran last, shared by both
+        self._held: list[tuple[Any, Any]] | None = None  # while resident: what it holds
+        self._skip: list[Any] = []
 
-    def compile(self, k: int) -> Steps:
-        """Compile the single step, and for ``k > 1`` the Scan of ``k`` steps.
+    def compile(self, k: int, shorter: Sequence[int] = ()) -> Steps:
+        """Compile the single step, and for ``k > 1`` the Scan of up to ``k`` steps.
+
+        On C and Numba the Scan's length is an input (:meth:`call` runs any count up to ``k``
+        with one compiled function).  JAX needs a static length: the Scan is compiled for ``k``
+        steps now and for each length of ``shorter`` when a call of that length is first run.
 
         The single step is compiled first, as ``pm.fit`` compiles it: PyMC's compile reseeds
         the generators it finds, in the order it finds them, and that order differs in the
-        Scan's graph; so the Scan is compiled with the generators' states put back after it,
-        and both functions start from the states ``pm.fit`` would start from.
+        Scan's graph; so each Scan is compiled with the generators' states put back after it,
+        and every function starts from the states ``pm.fit`` would start from.
         """
         self.k = int(k)
         self.one = self._compile(self.loss, self.updates)
+        self._last[:] = [self.one]
         if self.k == 1:
             return self
-        rngs = [
-            v
-            for v in self.inputs
-            if isinstance(v, SharedVariable) and isinstance(v.type, RandomType)
-        ]
-        kept = [rng.get_value(borrow=False) for rng in rngs]
         size = self.layout.size
         self._total = pytensor.shared(np.zeros(size), name="mb_fit_iterate_sum")
         self._square = pytensor.shared(np.zeros(size), name="mb_fit_iterate_square")
-        self.many = self._compile_many()
-        for rng, value in zip(rngs, kept, strict=True):
-            rng.set_value(value, borrow=True)
-        # where the Scan holds copies of the generators (JAX), its first call takes them from
-        # the single step's, which were made from the states pm.fit would start from
-        self._last[:] = [self.one]
+        if self.linker == "JAXLinker":
+            self.lengths = tuple(sorted({self.k, *(int(c) for c in shorter if 1 < c < k)}))
+            self.many = self._fixed_length(self.k)
+        else:
+            self.many = self._compile_many(pt.lscalar("steps"))
         return self
 
-    def _compile(self, outputs: Any, updates: dict[Any, Any]) -> _Shared:
+    def longest(self, room: int) -> int:
+        """The most steps that one call can run without passing ``room`` steps (1: the single
+        step)."""
+        if self.many is None:
+            return 1
+        if not self.lengths:
+            return max(1, min(room, self.k))
+        return max((n for n in self.lengths if n <= room), default=1)
+
+    def call(self, count: int) -> tuple[Any, Any]:
+        """Run ``count`` steps (a length :meth:`longest` gave) in one call of the Scan: their
+        losses, and whether every value the call updated is finite."""
+        if not self.lengths:
+            return self.many(count)
+        return self._fixed_length(count)()
+
+    def _fixed_length(self, count: int) -> Any:
+        function = self._fixed.get(count)
+        if function is None:
+            function = self._fixed[count] = self._compile_many(pt.constant(count, dtype="int64"))
+        return function
+
+    def _compile(
+        self, outputs: Any, updates: dict[Any, Any], inputs: Sequence[Any] = ()
+    ) -> _Shared:
         # opvi's compile, looked up now: the workarounds installed on it apply, as in pm.fit
         function = _opvi.compile(
-            [], outputs, updates=updates, random_seed=self.seed, **self.compile_kwargs
+            list(inputs),
+            outputs,
+            updates=updates,
+            random_seed=self.seed,
+            **self.compile_kwargs,
         )
-        return _Shared(function, self._last)
+        shared = _Shared(function, self._last)
+        if self._held is not None:
+            self._hold(shared)
+        return shared
 
-    def _compile_many(self) -> Any:
+    def _compile_many(self, length: Any) -> Any:
         updates = dict(self.updates)
         states = [self.loss, *updates.values()]
         for rng, update in collect_default_updates(states).items():
@@ -169,9 +203,32 @@ class Steps:
         updates[self._square] = pt.switch(restart, 0.0, self._square) + flat * flat
         trace = self.linker == "NumbaLinker"
         losses, final = untraced_scan(
-            step, self.k, self.loss, updates, trace_tensors=trace and not NUMBA_UNTRACED_TENSORS
+            step,
+            length,
+            self.loss,
+            updates,
+            trace_tensors=trace and not NUMBA_UNTRACED_TENSORS,
+            in_place=trace and SCAN_COPIES_GENERATORS,
         )
-        return self._compile(losses, final)
+        watched = [
+            value
+            for var, value in final.items()
+            if isinstance(var.type, TensorType)
+            and np.dtype(var.type.dtype).kind == "f"
+            and var is not self._total
+            and var is not self._square
+        ]
+        finite = pt.all(pt.stack([~pt.any(pt.isnan(v) | pt.isinf(v)) for v in watched]))
+        inputs = [] if isinstance(length, pt.TensorConstant) else [length]
+        # PyMC's compile reseeds the generators: their states are put back after it
+        rngs = [v for v in self.inputs if isinstance(v, SharedVariable)]
+        rngs = [v for v in rngs if isinstance(v.type, RandomType)]
+        kept = [rng.get_value(borrow=False) for rng in rngs]
+        try:
+            return self._compile([losses, finite], final, inputs)
+        finally:
+            for rng, value in zip(rngs, kept, strict=True):
+                rng.set_value(value, borrow=True)
 
     def _static_data_shapes(self, loss: Any, updates: dict[Any, Any]) -> tuple[Any, Any]:
         """The graph with each shared tensor that the step only reads (the stored data, a
@@ -209,30 +266,35 @@ class Steps:
         call, never once a step.  A callback that evaluates another, non-JAX, function of the
         same data during the run would see the device array.
         """
-        held: list[tuple[Any, Any]] = []
-        if self.linker == "JAXLinker":
-            import jax
-
-            for function in (self.one, self.many):
-                if function is None:
-                    continue
-                for given, container in zip(
-                    function.maker.inputs, function.input_storage, strict=True
-                ):
-                    var, value = given.variable, container.storage[0]
-                    if (
-                        isinstance(var, SharedVariable)
-                        and given.update is None
-                        and isinstance(value, np.ndarray)
-                        and not any(var is other for other in skip)
-                    ):
-                        container.storage[0] = jax.device_put(value)
-                        held.append((container, value))
+        if self.linker != "JAXLinker":
+            yield
+            return
+        self._held, self._skip = [], list(skip)
         try:
+            for function in (self.one, *self._fixed.values()):
+                self._hold(function)
             yield
         finally:
-            for container, value in held:
+            for container, value in self._held:
                 container.storage[0] = value
+            self._held = None
+
+    def _hold(self, function: Any) -> None:
+        """Put a device copy of each stored array that ``function`` only reads in its
+        container (a Scan of another length, compiled during the run, included)."""
+        import jax
+
+        assert self._held is not None
+        for given, container in zip(function.maker.inputs, function.input_storage, strict=True):
+            var, value = given.variable, container.storage[0]
+            if (
+                isinstance(var, SharedVariable)
+                and given.update is None
+                and isinstance(value, np.ndarray)
+                and not any(var is other for other in self._skip)
+            ):
+                container.storage[0] = jax.device_put(value)
+                self._held.append((container, value))
 
     def sums(self) -> tuple[np.ndarray, np.ndarray]:
         """The sum and the sum of squares of the flat iterates over the last call of
@@ -249,10 +311,16 @@ class Steps:
 
 
 def untraced_scan(
-    step: Any, k: int, output: Any, updates: dict[Any, Any], trace_tensors: bool = False
+    step: Any,
+    k: Any,
+    output: Any,
+    updates: dict[Any, Any],
+    trace_tensors: bool = False,
+    in_place: bool = False,
 ) -> tuple[Any, dict[Any, Any]]:
-    """``k`` iterations of a graph: ``output`` traced (a length-``k`` vector), every shared
-    variable of ``updates`` carried *untraced* (only its last value): ``(outputs, updates)``.
+    """``k`` iterations of a graph (``k`` an int64 scalar, constant or not): ``output`` traced
+    (a length-``k`` vector), every shared variable of ``updates`` carried *untraced* (only its
+    last value): ``(outputs, updates)``.
 
     ``pytensor.scan`` traces a tensor that a body updates (a length-``k`` buffer, which JAX
     stacks in full), and keeps only non-tensor states (generators) untraced; so the Scan is
@@ -260,7 +328,8 @@ def untraced_scan(
     shared variables are its untraced states, the others its non-sequences.  With
     ``trace_tensors`` the tensor states are traced instead (pytensor 2.38's Numba Scan has no
     untraced tensor states; its buffers are cut to the last values by pytensor's
-    ``scan_save_mem`` rewrite, which Numba applies and JAX does not).
+    ``scan_save_mem`` rewrite, which Numba applies and JAX does not).  With ``in_place`` the
+    body's draws are made to work in place (:mod:`minibatch._upstream.scan_rngs`).
     """
     states = list(updates)
     traced = [s for s in states if trace_tensors and isinstance(s.type, TensorType)]
@@ -294,9 +363,11 @@ def untraced_scan(
         [*(final[s] for s in traced), new_output, *(final[s] for s in carried)],
         info,
     )
-    n = pt.constant(k, dtype="int64")
+    if in_place:
+        draws_in_place(op)
+    n = pt.as_tensor_variable(k, dtype="int64")
     buffers = [expand_empty(shape_padleft(s), n) for s in traced]
-    outs: Any = op(n, pt.arange(k, dtype="int64"), *buffers, *carried, n, *shared)
+    outs: Any = op(n, pt.arange(n, dtype="int64"), *buffers, *carried, n, *shared)
     traces, (losses, *last) = outs[: len(traced)], outs[len(traced) :]
     ends = {
         **{s: t[-1] for s, t in zip(traced, traces, strict=True)},
@@ -322,11 +393,11 @@ class _Shared:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["function"], name)
 
-    def __call__(self) -> Any:
+    def __call__(self, *args: Any) -> Any:
         if self._last and self._last[0] is not self:
             for rng, container in self._last[0].rngs.items():
                 mine = self.rngs.get(rng)
                 if mine is not None and mine is not container:
                     mine.storage[0] = container.storage[0]
         self._last[:] = [self]
-        return self.function()
+        return self.function(*args)
