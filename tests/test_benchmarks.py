@@ -106,13 +106,14 @@ def test_quick_steps_per_call_benchmark_times_every_kind_on_c_and_jax(capsys):
         assert title in out
     assert "| one | C |" in out and "| one | JAX |" in out
     assert [res["mode"] for res in results["results"]] == ["CVM", "JAX"]
-    kinds = {"pm.fit", "pm step", "k=1", "alone k=1", "k=4", "alone k=4"}
+    kinds = {"pm.fit", "pm step", "k=0", "alone k=0", "k=1", "alone k=1", "k=4", "alone k=4"}
     for res in results["results"]:
         found = res["models"]["one"]
         assert not found["failed"], found["failed"]
         assert set(found["times"]) == kinds  # --quick: no NumPyro, no C reference
         for kind, times in found["times"].items():
             assert len(times) == 1 and math.isfinite(times[0]) and times[0] > 0, (kind, times)
-        assert 0 < found["share"]["4"] <= 1
-    assert results["figures"]["one CVM"]["best"] in (1, 4)
+        assert 0 < found["share"]["4"] <= 1 and 0 < found["share"]["0"] <= 1
+    assert "| model | mode | pm.fit | PyMC step | default | k=1 | k=4 |" in out
+    assert results["figures"]["one CVM"]["best"] in (0, 1, 4)
     assert results["figures"]["one JAX"]["best/k1"] > 0

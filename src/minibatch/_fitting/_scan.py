@@ -3,12 +3,16 @@
 A minibatch step is cheap, so what surrounds it dominates: the call into the compiled function,
 the copies of its inputs and outputs, and on JAX the dispatch of a jitted function.
 :class:`Steps` builds PyMC's step graph once (``ObjectiveFunction.updates``: the loss, the
-optimiser's updates of the variational parameters and of its own moments) and compiles it twice,
-sharing every state:
+optimiser's updates of the variational parameters and of its own moments) and compiles it as
+one step and as many, sharing every state:
 
 * :attr:`Steps.one`, one step, exactly what ``pm.fit`` compiles (the loss as output, the
   updates applied);
-* :attr:`Steps.many`, ``k`` steps in a ``Scan`` over ``arange(k)``, returning the ``k`` losses.
+* :attr:`Steps.many`, up to ``k`` steps in a ``Scan`` over ``arange(count)``
+  (:meth:`Steps.call`), returning the losses and whether every value the call updated is
+  finite.  On C and Numba the count is an input of one compiled function; JAX's ``lax.scan``
+  needs a static length, so there a function is compiled per length (``k``, and each shorter
+  length given, when first run).
 
 Every state the step changes is carried by the Scan as an update of its shared variable, not as
 a traced output: the variational parameters, the optimiser's moments, the generators of the
@@ -23,12 +27,15 @@ vectors hold the sum and the sum of squares of the flat parameter vector (``[mu,
 its batch means count every step, not every ``k``-th.
 
 Both functions read the same shared variables, so calls of either may follow each other in any
-order, and ``k`` steps of :attr:`Steps.one` give what one call of :attr:`Steps.many` gives, to
+order, and ``k`` steps of :attr:`Steps.one` give what one call of ``k`` steps gives, to
 floating-point rounding (``tests/test_fitting_scan.py``).  One exception, handled here: pytensor's
 JAX linker gives each compiled function its own *copy* of every shared generator (its
 ``fgraph_convert``), so two JAX functions would draw from two streams; when the loop switches
 from one function to the other, the generators' states are copied from the function that ran
 last into the one about to run (:class:`_Shared`).
+
+On pytensor 2.38 with Numba the Scan's draws are made to work in place
+(:mod:`minibatch._upstream.scan_rngs`, pytensor#2002).
 
 >>> import numpy as np, pymc as pm
 >>> from minibatch._fitting._scales import layout_of
@@ -37,8 +44,9 @@ last into the one about to run (:class:`_Shared`).
 ...     inference = pm.ADVI(random_seed=0)
 >>> steps = Steps(inference.objective, layout_of(inference.approx),
 ...               obj_optimizer=pm.adam(learning_rate=0.01)).compile(4)
->>> steps.many().shape, steps.sums()[0].shape
-((4,), (2,))
+>>> losses, finite = steps.call(3)
+>>> losses.shape, bool(finite), steps.sums()[0].shape
+((3,), True, (2,))
 """
 
 from __future__ import annotations

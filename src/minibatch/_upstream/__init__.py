@@ -22,6 +22,10 @@ happens at import time and no installed file is touched.
     VI parameters get static shapes (pymc#8359); parameters are handed back as NumPy arrays
     after a JAX fit (pymc#8360); PyMC's ``MinibatchRandomVariable`` gets JAX and Numba
     implementations so forward sampling compiles on those backends.
+``scan_rngs``
+    Not installed: ``mb.fit``'s Scan applies it to its own graph.  pytensor 2.38's Scan
+    copies each generator at every iteration (pytensor#2002); on Numba its draws are made to
+    work in place.
 """
 
 from __future__ import annotations
