@@ -13,11 +13,13 @@ on three models:
 these kinds of step, in interleaved rounds (the order alternates; ``steps.interleaved``):
 
 * ``k=K``: ``mb.fit`` with ``steps_per_call=K`` (``default``: ``None``, mb.fit's choice) and
-  ``stop=False``, first for ``--warm``
-  steps (it compiles; 6400 by default, after which the rule's batches are 400-800 steps long),
-  then continued (``mb.fit(n, method=approx.report.inference, stop=False)``, which reuses the
-  compiled functions) for ``n`` steps per call (``STEPS`` per model, or ``--steps``, rounded up to a
-  multiple of K): the fit's loop, rule and guard included;
+  ``stop=False``, first for ``--warm`` steps (it compiles; 6400 by default, after which the
+  rule's batches are 400-800 steps long), then continued (``mb.fit(n,
+  method=approx.report.inference, stop=False)``, which reuses the compiled functions; a first
+  continuation brings the step count back to a multiple of ``n``, so each timed one starts
+  where one of the rule's batches starts, as a fit does) for ``n`` steps per call (``STEPS``
+  per model, or ``--steps``, rounded up to a multiple of K): the fit's loop, rule and guard
+  included;
 * ``alone k=K``: that fit's compiled call of K steps (the Scan; the single step for K = 1; for
   the default, its longest call) in a plain loop;
 * ``pm.fit``: PyMC's loop, ``pm.ADVI().fit`` continued by ``refine`` (Adam, step 0.01);
@@ -184,6 +186,11 @@ def mb_fit_steps(model: Any, k: int, mode: str, warm: int, steps: int) -> dict[s
             callbacks=[counter],
         )
     inference = approx.report.inference
+    # back onto the grid of the rule's batches (25 x 2^j steps; ``steps`` is such a multiple):
+    # each timed continuation then starts where a batch starts, as a fit from step 0 does
+    realign = -(warm + 1) % steps
+    if realign:
+        mb.fit(realign, method=inference, stop=False, progressbar=False)
     counter.steps = counter.single = 0  # count the continuations only (calibration and rounds)
 
     def fit() -> Any:

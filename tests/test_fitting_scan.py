@@ -107,8 +107,8 @@ def test_default_calls_are_long_and_cut_where_the_fit_needs(conjugate):
     c_default = (1, ()) if SCAN_COPIES_GENERATORS else (400, ())
     assert default_steps_per_call(C_MODE, 25) == c_default
     assert default_steps_per_call("NUMBA", 25) == (400, ())
-    assert default_steps_per_call("JAX", 25) == (400, (25,))
-    assert default_steps_per_call("JAX", 25, [10]) == (80, (5,))  # every=10
+    assert default_steps_per_call("JAX", 25) == (400, (25, 100))
+    assert default_steps_per_call("JAX", 25, [10]) == (80, (5, 20))  # every=10
     seen = []
     _fit(
         _model(conjugate),

@@ -150,11 +150,11 @@ def fit(
         ``every`` falls and ``n`` ends, so the fit takes the same steps, decisions and result
         whatever the value (to floating-point rounding); only its speed changes
         (docs/performance.md).  On C and Numba a call runs any count up to it; on JAX the
-        Scan's length is static, so a call runs ``steps_per_call`` steps or, where fewer are
-        left before the cut, one step at a time.  The default (:func:`default_steps_per_call`)
-        is 400 (C on pytensor 3, Numba, JAX; on JAX with calls of 25 steps too, or of the
-        largest divisor of 25 and of the callbacks' ``every``), and 1 on pytensor 2.38's C
-        backend.
+        Scan's length is static, so a call runs one of the compiled lengths, the longest that
+        fits, and a step left over runs alone.  The default (:func:`default_steps_per_call`)
+        is 400 (C on pytensor 3, Numba, JAX; on JAX with calls of 25 and 100 steps too, or of
+        the largest divisor of 25 and of the callbacks' ``every`` and 4 times it), and 1 on
+        pytensor 2.38's C backend.
     **kwargs
         Passed to ``Inference.fit`` as ``pm.fit`` passes them: ``progressbar``, ``obj_n_mc``,
         ``more_replacements``, ``compile_kwargs``, ``total_grad_norm_constraint``, ...
@@ -280,13 +280,15 @@ def default_steps_per_call(
     long as the fit allows: up to :data:`LONGEST_CALL` steps, cut where the rule decides (after
     25 steps at first, the batches doubling as the fit goes on), where a callback's ``every``
     falls and where a window swaps.  On C and Numba one compiled Scan runs any count.  JAX
-    compiles a Scan per static length: the longest (16 times the shorter), and one the rule's
-    first batch length ``batch`` and every ``every`` are multiples of (the largest divisor up
-    to :data:`SHORT_CALL_MAX`), compiled when first run.  On pytensor 2.38's C backend (whose
-    Scan copies each generator at every step, pytensor#2002) a step per call is faster: 1.
+    compiles a Scan per static length: the shortest, of which the rule's first batch length
+    ``batch`` and every ``every`` are multiples (their largest divisor up to
+    :data:`SHORT_CALL_MAX`), 4 and 16 times it; each compiled when first run.  A call runs the
+    longest that fits, so a stretch of 350 steps takes 5 calls (100, 100, 100, 25, 25).  On
+    pytensor 2.38's C backend (whose Scan copies each generator at every step, pytensor#2002)
+    a step per call is faster: 1.
 
     >>> default_steps_per_call("JAX", 25), default_steps_per_call("JAX", 168, [100])
-    ((400, (25,)), (64, (4,)))
+    ((400, (25, 100)), (64, (4, 16)))
     >>> default_steps_per_call("NUMBA", 25)
     (400, ())
     """
@@ -294,7 +296,7 @@ def default_steps_per_call(
     if linker == "JAXLinker":
         period = math.gcd(batch, *everys)
         short = max(d for d in range(1, SHORT_CALL_MAX + 1) if period % d == 0)
-        return (16 * short, (short,)) if short > 1 else (1, ())
+        return (16 * short, (short, 4 * short)) if short > 1 else (1, ())
     if linker != "NumbaLinker" and SCAN_COPIES_GENERATORS:
         return 1, ()
     return LONGEST_CALL, ()

@@ -133,8 +133,9 @@ class Steps:
         """Compile the single step, and for ``k > 1`` the Scan of up to ``k`` steps.
 
         On C and Numba the Scan's length is an input (:meth:`call` runs any count up to ``k``
-        with one compiled function).  JAX needs a static length: the Scan is compiled for ``k``
-        steps now and for each length of ``shorter`` when a call of that length is first run.
+        with one compiled function).  JAX needs a static length: a Scan is compiled for ``k``
+        steps and for each length of ``shorter``, the shortest now and the others when a call
+        of that length is first run.
 
         The single step is compiled first, as ``pm.fit`` compiles it: PyMC's compile reseeds
         the generators it finds, in the order it finds them, and that order differs in the
@@ -151,7 +152,7 @@ class Steps:
         self._square = pytensor.shared(np.zeros(size), name="mb_fit_iterate_square")
         if self.linker == "JAXLinker":
             self.lengths = tuple(sorted({self.k, *(int(c) for c in shorter if 1 < c < k)}))
-            self.many = self._fixed_length(self.k)
+            self.many = self._fixed_length(self.lengths[0])  # the first used
         else:
             self.many = self._compile_many(pt.lscalar("steps"))
         return self
