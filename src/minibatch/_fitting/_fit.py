@@ -254,7 +254,6 @@ def _compile_steps(
             steps.one,
             functools.partial(nonfinite_variables, approx, averager.layout),
             rates,
-            ignore=steps.accumulators,
         )
         return run
 

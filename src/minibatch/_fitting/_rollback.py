@@ -71,8 +71,6 @@ class Guard:
     rates : dict, optional
         The shared step sizes to halve on a retry; ``None`` when the optimiser is the user's
         (a retry then only draws anew).
-    ignore : sequence, optional
-        Updated values not to watch (the Scan's sums of iterates, restarted by every call).
     """
 
     def __init__(
@@ -81,10 +79,9 @@ class Guard:
         names: Any,
         rates: dict[str, Any] | None = None,
         max_retries: int = MAX_RETRIES,
-        ignore: Any = (),
     ) -> None:
         self.step, self.names, self.rates, self.max_retries = step, names, rates, max_retries
-        self.watched = [v for v in updated_values(step) if not any(v is i for i in ignore)]
+        self.watched = updated_values(step)
         self._good: list[Any] = [np.array(v.get_value(borrow=True)) for v in self.watched]
         self._spare: list[Any] = [np.empty_like(a) for a in self._good]
         self.rollbacks = 0

@@ -313,11 +313,6 @@ class Steps:
             np.asarray(self._square.get_value(borrow=True), dtype=np.float64),
         )
 
-    @property
-    def accumulators(self) -> list[Any]:
-        """The shared variables that hold :meth:`sums` (restarted by every call)."""
-        return [self._total, self._square] if self.many is not None else []
-
 
 def untraced_scan(
     step: Any,
