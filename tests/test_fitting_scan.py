@@ -20,6 +20,8 @@ from pytensor.tensor.random.type import RandomType
 import minibatch as mb
 from minibatch._compat import C_MODE, SCAN_COPIES_GENERATORS
 from minibatch._fitting._fit import default_steps_per_call
+from minibatch._fitting._rollback import Guard
+from minibatch._fitting._scan import Steps
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:You are using experimental inference Operator:UserWarning"
@@ -121,9 +123,19 @@ def test_default_calls_are_long_and_cut_where_the_fit_needs(conjugate):
     assert seen == [25, 50, 60]  # one call per rule batch, then the rest in one call
 
 
-def test_jax_calls_have_static_lengths_and_every_is_met(conjugate):
+def test_jax_calls_have_static_lengths_and_every_is_met(conjugate, monkeypatch):
     """On JAX the calls are of the lengths compiled (here 5, the divisor of 25 and of every=10,
-    and 80), a callback's every cuts them, and the remainder runs a step at a time."""
+    and 80), a callback's every cuts them, the calls of one stretch between two cuts are started
+    back to back (the callbacks run at the stretch's end), and the remainder runs a step at a
+    time."""
+    plans = []
+    plan = Steps.plan
+
+    def planned(self, room):
+        plans.append(plan(self, room))
+        return plans[-1]
+
+    monkeypatch.setattr(Steps, "plan", planned)
     seen = []
     check = CheckParametersConvergence(every=10, tolerance=1e-12)
     _fit(
@@ -134,7 +146,45 @@ def test_jax_calls_have_static_lengths_and_every_is_met(conjugate):
         stop=False,
         callbacks=[check, lambda a, losses, i: seen.append(i)],
     )
-    assert seen == [*range(5, 51, 5), 51, 52]
+    assert seen == [10, 20, 25, 30, 40, 50, 51, 52]  # every's multiples, the rule's batch, n
+    assert plans == [[5, 5], [5, 5], [5], [5], [5, 5], [5, 5], [], []]
+
+
+def test_a_plan_is_one_call_where_calls_wait_for_their_steps(conjugate):
+    """C and Numba run a call's steps before it returns: one call a plan (of any count); JAX
+    plans the longest compiled lengths that fit, back to back."""
+    numba = _fit(_model(conjugate), None, "NUMBA", n=1, stop=False)
+    jax = _fit(_model(conjugate), None, "JAX", n=1, stop=False)
+    assert numba.report.inference._minibatch_fit_run.steps.plan(925) == [400]
+    assert jax.report.inference._minibatch_fit_run.steps.plan(925) == [400, 400, 100, 25]
+    assert jax.report.inference._minibatch_fit_run.steps.plan(24) == []
+
+
+def test_an_interrupt_between_started_calls_keeps_the_calls_done(conjugate, monkeypatch):
+    """Ctrl-C while JAX's second call of a stretch is awaited: the fit ends after the first
+    (its history, average and optimiser state those of a fit of that many steps), not at the
+    values the started calls left."""
+    settle = Guard.settle
+    settled = []
+
+    def interrupted(self, *args):
+        settled.append(1)
+        if len(settled) == 8:
+            raise KeyboardInterrupt
+        return settle(self, *args)
+
+    model = _model(conjugate)
+    with monkeypatch.context() as patch:
+        patch.setattr(Guard, "settle", interrupted)
+        cut = _fit(model, 4, "JAX")
+    assert cut.report.reason == "interrupted" and cut.report.steps == len(cut.hist) == 29
+    whole = _fit(model, 4, "JAX", n=29, stop=False)
+    np.testing.assert_allclose(cut.hist, whole.hist, rtol=RTOL)
+    np.testing.assert_allclose(cut.mean.eval(), whole.mean.eval(), rtol=RTOL)
+    np.testing.assert_allclose(cut.std.eval(), whole.std.eval(), rtol=RTOL)
+    guards = [fit.report.inference._minibatch_fit_run.guard for fit in (cut, whole)]
+    for a, b in zip(*(guard.watched for guard in guards), strict=True):  # Adam's moments too
+        np.testing.assert_allclose(a.get_value(), b.get_value(), rtol=RTOL)
 
 
 def test_numba_draws_in_the_scan_work_in_place(conjugate):
@@ -168,7 +218,10 @@ def test_interrupt_stops_at_a_call_boundary_with_the_fit_so_far(conjugate):
     assert approx.report.steps == len(approx.hist) == 12
 
 
-def test_a_non_finite_call_is_undone_and_rerun():
+@pytest.mark.parametrize("mode", [C_MODE, "JAX"])
+def test_a_non_finite_call_is_undone_and_rerun(mode):
+    """A call with a NaN is undone and its steps rerun one at a time; on JAX the calls started
+    after it in its stretch are dropped and rerun."""
     import pytensor.tensor as pt
 
     with pm.Model():
@@ -180,7 +233,7 @@ def test_a_non_finite_call_is_undone_and_rerun():
             stop=False,
             progressbar=False,
             steps_per_call=8,
-            compile_kwargs={"mode": C_MODE},
+            compile_kwargs={"mode": mode},
         )
     assert approx.report.rollbacks > 0 and len(approx.hist) == 2000
     assert np.isfinite(approx.hist).all() and np.isfinite(approx.mean.eval()).all()
@@ -219,6 +272,24 @@ def test_every_state_is_carried_untraced_on_jax(conjugate):
     carried = node.op.outer_untraced_sit_sot(node.inputs)
     states = [v for v in carried if getattr(v, "name", None) == "minibatch_epoch_state"]
     assert len(states) == 1 and len(carried) >= 6  # mu, rho, 2 x 2 moments, rngs, state, sums
+
+
+def test_a_step_size_set_during_a_jax_run_stays(conjugate):
+    """The data held on the device for a JAX run are put back after it, but a value set during
+    the run (the rule halving a step size) is not undone."""
+    approx = _fit(_model(conjugate), 4, "JAX", n=8, stop=False)
+    run = approx.report.inference._minibatch_fit_run
+    rate = run.averager.learning_rate["mean"]
+    with run.steps.resident():
+        rate.set_value(np.asarray(0.025))
+    assert rate.get_value() == 0.025
+    one = run.steps.one
+    stored = [
+        container.storage[0]
+        for given, container in zip(one.maker.inputs, one.input_storage, strict=True)
+        if given.update is None and isinstance(given.variable, pytensor.compile.SharedVariable)
+    ]
+    assert stored and all(isinstance(value, np.ndarray) for value in stored)
 
 
 def test_steps_per_call_is_checked_by_name(conjugate):

@@ -23,7 +23,7 @@ loop at a call boundary, as PyMC's loop ends at a step.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -56,13 +56,8 @@ def iterate(
     ):
         moving = [stream for stream in refresh.streams if not stream.static]
         try:
-            with CustomProgress(
-                *Progress.get_default_columns(),
-                TextColumn("{task.fields[loss]}"),
-                console=Console(theme=progressbar_theme),
-                disable=not progressbar,
-            ) as progress:
-                task = progress.add_task("Fitting:", total=n, loss="")
+            with _progress(progressbar, progressbar_theme) as progress:
+                task = progress.add_task("Fitting:", total=n, loss="") if progressbar else None
                 while done < n:
                     room = min(
                         n - done,
@@ -70,26 +65,44 @@ def iterate(
                         *(m.to_refresh for m in moving),
                         *(every - (s + done) % every for every in run.everys),
                     )
-                    count = steps.longest(room)
-                    losses = (
-                        guard.attempt(functools.partial(steps.call, count)) if count > 1 else None
-                    )
-                    if losses is not None:
-                        scores[done : done + count] = losses
-                        done += count
-                        averager.add_steps(count, *steps.sums())
-                    else:  # a single step, or a call undone: its steps one at a time
-                        for _ in range(count):
-                            scores[done] = guard(steps.one)
-                            done += 1
-                            averager(approx, None, s + done)
+                    start = done
+                    launched = [steps.launch(count) for count in steps.plan(room)]
+                    singles = 0 if launched else 1  # a single step is all that fits
+                    try:
+                        for call in launched:
+                            losses = guard.settle(call.losses, call.finite, call.values)
+                            if losses is None:  # undone (and any call after it): one at a time
+                                singles = call.count
+                                break
+                            scores[done : done + call.count] = losses
+                            done += call.count
+                            averager.add_steps(call.count, *steps.sums(call), call.values)
+                    except KeyboardInterrupt:  # the values after the last call kept
+                        guard.undo()
+                        raise
+                    for _ in range(singles):
+                        scores[done] = guard(steps.one)
+                        done += 1
+                        averager(approx, None, s + done)
+                    ran = done - start
                     for callback in callbacks:
                         callback(approx, scores[:done], s + done)
                     if progressbar:
                         loss = np.nanmean(scores[max(0, done - 1000) : done])
-                        progress.update(task, advance=count, loss=f"Average Loss = {loss:,.5g}")
-                    refresh.advance(approx, count)
+                        progress.update(task, advance=ran, loss=f"Average Loss = {loss:,.5g}")
+                    refresh.advance(approx, ran)
         except (KeyboardInterrupt, StopIteration):
             pass
     inference.hist = np.concatenate([inference.hist, scores[:done]])
     return State(s + done, step=run, callbacks=callbacks, score=True)
+
+
+def _progress(progressbar: bool, theme: Any) -> Any:
+    """PyMC's progress bar, or nothing (not built when not shown: it costs more than a call)."""
+    if not progressbar:
+        return contextlib.nullcontext()
+    return CustomProgress(
+        *Progress.get_default_columns(),
+        TextColumn("{task.fields[loss]}"),
+        console=Console(theme=theme),
+    )

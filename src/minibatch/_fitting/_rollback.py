@@ -103,9 +103,16 @@ class Guard:
         updated is finite): its losses if all is finite, else ``None`` with the call undone (a
         call of many steps is then rerun a step at a time, each guarded)."""
         losses, finite = call()
+        return self.settle(losses, finite)
+
+    def settle(self, losses: Any, finite: Any, values: dict[Any, Any] | None = None) -> Any:
+        """Check a call that has been started (its losses, its finite flag and, where they
+        were kept, the values it left: :meth:`Steps.launch <._scan.Steps.launch>`): its losses
+        as NumPy if all is finite (its values become the good ones), else ``None`` with the
+        values put back as they were before it."""
         losses = np.asarray(losses)
         if bool(finite) and np.isfinite(losses).all():
-            self._keep()
+            self._keep(values)
             return losses
         self._undo()
         self.rollbacks += 1
@@ -140,11 +147,12 @@ class Guard:
         self._keep()
         return True
 
-    def _keep(self) -> None:
-        """The values now are the good ones: a NumPy array (which a later step may change in
-        place) copied into a spare buffer, a JAX array (never changed) kept as it is."""
+    def _keep(self, values: dict[Any, Any] | None = None) -> None:
+        """The values now (or ``values``, a call's) are the good ones: a NumPy array (which a
+        later step may change in place) copied into a spare buffer, a JAX array (never
+        changed) kept as it is."""
         for i, var in enumerate(self.watched):
-            value = var.get_value(borrow=True)
+            value = var.get_value(borrow=True) if values is None else values[var]
             if not isinstance(value, np.ndarray):
                 self._good[i] = value
                 continue
@@ -155,6 +163,10 @@ class Guard:
             old = self._good[i]
             self._spare[i] = old if isinstance(old, np.ndarray) else None
             self._good[i] = spare
+
+    def undo(self) -> None:
+        """Put back the good values (those after the last step or call that was kept)."""
+        self._undo()
 
     def _undo(self) -> None:
         for var, value in zip(self.watched, self._good, strict=True):

@@ -41,8 +41,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtri
-from scipy.stats import chi2
+from scipy.special import chdtri, ndtri
 
 from minibatch._fitting._batchmeans import BatchMeans
 from minibatch._fitting._report import FitReport
@@ -69,7 +68,7 @@ class Rule:
     def threshold(self, watched: int) -> float:
         """The MCSE each of ``watched`` parameters must reach (see the module docstring)."""
         z = float(ndtri(1.0 - 0.025 / watched))  # the largest of `watched` errors, 95 %
-        rms = float(np.sqrt(chi2.ppf(0.95, watched) / watched))  # their root mean square, 95 %
+        rms = float(np.sqrt(chdtri(watched, 0.05) / watched))  # their root mean square, 95 %
         return self.tolerance * min(1.0 / rms, 2.5 / z)
 
 
@@ -128,11 +127,14 @@ class Averager:
         if self.window.add(self.last):
             self._decide(after_merge=merging)
 
-    def add_steps(self, count: int, total: np.ndarray, square: np.ndarray) -> None:
+    def add_steps(
+        self, count: int, total: np.ndarray, square: np.ndarray, values: Any = None
+    ) -> None:
         """Count ``count`` steps run in one call, by the sum and sum of squares of their
-        iterates (:mod:`._scan`); they must not run past the batch being filled
+        iterates (:mod:`._scan`) and the parameters it left (``values``, by shared variable;
+        by default the current ones); they must not run past the batch being filled
         (:attr:`to_decision`), so every decision falls where it falls step by step."""
-        self.layout.read(out=self.last)
+        self.layout.read(out=self.last, values=values)
         self.steps += count
         merging = self.window.count == self.rule.max_batches - 1
         if self.window.add_sums(total, square, count):
@@ -207,8 +209,9 @@ class Averager:
         window = self.window
         scales = self.layout.scales(window.mean())
         # the batch means give the MCSE with count - 1 degrees of freedom: use its upper bound
+        # (chdtri(dof, c): chi2(dof)'s 1 - c quantile)
         dof = window.count - 1
-        upper = np.sqrt(dof / chi2.ppf(1 - self.rule.mcse_confidence, dof))
+        upper = np.sqrt(dof / chdtri(dof, self.rule.mcse_confidence))
         return {
             "rhat": window.rhat(),
             "ess": window.ess(),
@@ -234,7 +237,7 @@ class Averager:
             times = min(times, rule.max_halvings - self.halvings[kind])
             if times > 0:
                 rate = self.learning_rate[kind]
-                value = rate.get_value() * rule.step_factor**times
+                value = np.asarray(rate.get_value(borrow=True)) * rule.step_factor**times
                 rate.set_value(np.asarray(value, dtype=rate.dtype))
                 self.halvings[kind] += times
                 shrunk = True
@@ -248,7 +251,8 @@ class Averager:
 
     def _rates(self) -> dict[str, float]:
         assert self.learning_rate is not None
-        return {kind: float(rate.get_value()) for kind, rate in self.learning_rate.items()}
+        rates = self.learning_rate.items()
+        return {kind: float(rate.get_value(borrow=True)) for kind, rate in rates}
 
     def average(self) -> np.ndarray:
         """The parameters to install: the stationary window's mean (the latest half if none)."""

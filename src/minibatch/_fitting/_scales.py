@@ -53,10 +53,11 @@ class Layout:
     def kinds(self) -> np.ndarray:
         return np.array(["mean"] * self.dim + ["spread"] * (self.size - self.dim))
 
-    def read(self, out: np.ndarray | None = None) -> np.ndarray:
-        """The current parameters, flat (a copy, into ``out`` when given)."""
-        values = [np.asarray(p.get_value(borrow=True)).ravel() for p in self.params]
-        return np.concatenate(values, out=out)
+    def read(self, out: np.ndarray | None = None, values: Any = None) -> np.ndarray:
+        """The current parameters (or ``values[p]`` of each parameter ``p``), flat (a copy,
+        into ``out`` when given)."""
+        found = [p.get_value(borrow=True) if values is None else values[p] for p in self.params]
+        return np.concatenate([np.asarray(v).ravel() for v in found], out=out)
 
     def write(self, flat: np.ndarray) -> None:
         """Set the parameters from a flat vector."""

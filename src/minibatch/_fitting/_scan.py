@@ -52,6 +52,7 @@ On pytensor 2.38 with Numba the Scan's draws are made to work in place
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -126,7 +127,9 @@ class Steps:
         self._total: Any = None
         self._square: Any = None
         self._last: list[_Shared] = []  # the function that ran last, shared by both
-        self._held: list[tuple[Any, Any]] | None = None  # while resident: what it holds
+        # while resident: each container held (its array, the device copy put in its place)
+        self._held: list[tuple[Any, Any, Any]] | None = None
+        self._copies: dict[int, tuple[Any, Any]] = {}  # each array held: (it, its device copy)
         self._skip: list[Any] = []
 
     def compile(self, k: int, shorter: Sequence[int] = ()) -> Steps:
@@ -157,6 +160,24 @@ class Steps:
             self.many = self._compile_many(pt.lscalar("steps"))
         return self
 
+    @property
+    def asynchronous(self) -> bool:
+        """Whether a call returns before its steps have run (JAX: its results are futures), so
+        that several calls can be started back to back (:meth:`plan`)."""
+        return self.linker == "JAXLinker"
+
+    def plan(self, room: int) -> list[int]:
+        """The calls that run ``room`` steps, or as many of them as calls of many steps can:
+        on JAX the longest compiled length that fits, again and again (its calls are started
+        back to back, :meth:`launch`); elsewhere one call (the loop comes back for the rest)."""
+        counts: list[int] = []
+        while (count := self.longest(room)) > 1:
+            counts.append(count)
+            room -= count
+            if not self.asynchronous:
+                break
+        return counts
+
     def longest(self, room: int) -> int:
         """The most steps that one call can run without passing ``room`` steps (1: the single
         step)."""
@@ -172,6 +193,19 @@ class Steps:
         if not self.lengths:
             return self.many(count)
         return self._fixed_length(count)()
+
+    def launch(self, count: int) -> Launched:
+        """Start :meth:`call` of ``count`` steps: its losses, its finite flag and every value
+        it left in a shared variable, kept as the call's own (on JAX they are its results,
+        not waited for, so the next call can start at once; where the values are NumPy arrays,
+        which a later call changes in place, ``values`` is ``None`` and they are read when
+        needed, before the next call)."""
+        losses, finite = self.call(count)
+        function = self._fixed[count] if self.lengths else self.many
+        values: dict[Any, Any] | None = {var: box[0] for var, box in function.updated}
+        if any(isinstance(value, np.ndarray) for value in values.values()):
+            values = None
+        return Launched(count, losses, finite, values)
 
     def _fixed_length(self, count: int) -> Any:
         function = self._fixed.get(count)
@@ -269,7 +303,9 @@ class Steps:
         stored: a NumPy array is copied to the device at every call, and ``set_value`` stores
         NumPy whatever it is given.  For the run, each shared tensor that the steps only read
         (the stored data; not ``skip``: a stream's window, refilled in place) holds a device
-        copy in its container; the NumPy array is put back after the run, however it ends.
+        copy in its container (one copy of each array, kept for the next run while the array
+        stays stored); the NumPy array is put back after the run, however it ends, except where
+        a value was set during the run (a step size halved by the rule), which stays.
         What the steps update (parameters, moments, the epoch state) is stored back as a device
         array by pytensor after each call, so it stays on the device: copied at most once a
         call, never once a step.  A callback that evaluates another, non-JAX, function of the
@@ -280,38 +316,69 @@ class Steps:
             return
         self._held, self._skip = [], list(skip)
         try:
-            for function in (self.one, *self._fixed.values()):
-                self._hold(function)
+            self._hold(self.one, *self._fixed.values(), fresh=True)
             yield
         finally:
-            for container, value in self._held:
-                container.storage[0] = value
+            for container, value, copy in self._held:
+                if container.storage[0] is copy:  # not set anew during the run (a step size)
+                    container.storage[0] = value
             self._held = None
 
-    def _hold(self, function: Any) -> None:
-        """Put a device copy of each stored array that ``function`` only reads in its
-        container (a Scan of another length, compiled during the run, included)."""
+    def _hold(self, *functions: Any, fresh: bool = False) -> None:
+        """Put a device copy of each stored array that ``functions`` only read in their
+        containers (a Scan of another length, compiled during the run, included): one copy of
+        each array, whichever functions read it, all put on the device at once, and kept for
+        the next run while the array stays stored (pytensor's contract: a stored array is not
+        changed in place; ``set_value`` stores another); ``fresh`` forgets the copies of the
+        arrays no longer stored."""
         import jax
 
         assert self._held is not None
-        for given, container in zip(function.maker.inputs, function.input_storage, strict=True):
-            var, value = given.variable, container.storage[0]
-            if (
-                isinstance(var, SharedVariable)
-                and given.update is None
-                and isinstance(value, np.ndarray)
-                and not any(var is other for other in self._skip)
-            ):
-                container.storage[0] = jax.device_put(value)
-                self._held.append((container, value))
+        found = [
+            (container, container.storage[0])
+            for function in functions
+            for given, container in zip(function.maker.inputs, function.input_storage, strict=True)
+            if isinstance(given.variable, SharedVariable)
+            and given.update is None
+            and isinstance(container.storage[0], np.ndarray)
+            and not any(given.variable is other for other in self._skip)
+        ]
+        stored = {id(value): value for _, value in found}
+        if fresh:
+            self._copies = {key: kept for key, kept in self._copies.items() if key in stored}
+        new = [value for key, value in stored.items() if key not in self._copies]
+        for value, copy in zip(new, jax.device_put(new), strict=True):
+            self._copies[id(value)] = (value, copy)
+        for container, value in found:
+            kept, copy = self._copies[id(value)]
+            assert kept is value
+            container.storage[0] = copy
+            self._held.append((container, value, copy))
 
-    def sums(self) -> tuple[np.ndarray, np.ndarray]:
-        """The sum and the sum of squares of the flat iterates over the last call of
-        :attr:`many`."""
-        return (
-            np.asarray(self._total.get_value(borrow=True), dtype=np.float64),
-            np.asarray(self._square.get_value(borrow=True), dtype=np.float64),
+    def sums(self, call: Launched | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The sum and the sum of squares of the flat iterates over the steps of ``call`` (by
+        default the last call of :attr:`many`)."""
+        total, square = (
+            (call.value(var) for var in (self._total, self._square))
+            if call
+            else (var.get_value(borrow=True) for var in (self._total, self._square))
         )
+        return np.asarray(total, dtype=np.float64), np.asarray(square, dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Launched:
+    """A started call of many steps (:meth:`Steps.launch`)."""
+
+    count: int
+    losses: Any
+    finite: Any
+    values: dict[Any, Any] | None  # each updated shared variable -> the value the call left
+
+    def value(self, var: Any) -> Any:
+        """What the call left in the shared variable ``var`` (its current value if the
+        values were not kept)."""
+        return var.get_value(borrow=True) if self.values is None else self.values[var]
 
 
 def untraced_scan(
@@ -387,6 +454,11 @@ class _Shared:
 
     def __init__(self, function: Any, last: list[_Shared]) -> None:
         self.function, self._last = function, last
+        self.updated = [  # each shared variable the function updates, and its storage
+            (given.variable, container.storage)
+            for given, container in zip(function.maker.inputs, function.input_storage, strict=True)
+            if given.update is not None
+        ]
         self.rngs = {
             given.variable: container
             for given, container in zip(function.maker.inputs, function.input_storage, strict=True)
