@@ -202,10 +202,9 @@ class Steps:
         needed, before the next call)."""
         losses, finite = self.call(count)
         function = self._fixed[count] if self.lengths else self.many
-        values: dict[Any, Any] | None = {var: box[0] for var, box in function.updated}
-        if any(isinstance(value, np.ndarray) for value in values.values()):
-            values = None
-        return Launched(count, losses, finite, values)
+        values = {var: box[0] for var, box in function.updated}
+        numpy = any(isinstance(value, np.ndarray) for value in values.values())
+        return Launched(count, losses, finite, None if numpy else values)
 
     def _fixed_length(self, count: int) -> Any:
         function = self._fixed.get(count)
