@@ -523,7 +523,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", type=names, default=MODES)
     parser.add_argument("--models", type=names, default=MODELS)
     parser.add_argument("--ks", type=ints, default=KS)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5, help="per kind and round")
     parser.add_argument(
         "--steps", type=int, default=0, help="steps per timed call (0: per model, STEPS)"

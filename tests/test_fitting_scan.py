@@ -43,7 +43,8 @@ def _fit(model, k, mode=C_MODE, **kwargs):
     kwargs.setdefault("random_seed", 5)
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore", mb.NotConvergedWarning)
-        return mb.fit(progressbar=False, steps_per_call=k, compile_kwargs={"mode": mode}, **kwargs)
+        kwargs.setdefault("progressbar", False)
+        return mb.fit(steps_per_call=k, compile_kwargs={"mode": mode}, **kwargs)
 
 
 def _assert_same_fit(a, b):
@@ -104,13 +105,13 @@ def test_callbacks_run_at_call_boundaries(conjugate):
 
 
 def test_default_calls_are_long_and_cut_where_the_fit_needs(conjugate):
-    """The defaults: calls of up to 400 steps (C on pytensor 3, Numba: any count; JAX: 400 or
-    the short static length), except on pytensor 2.38's C backend (one step per call)."""
+    """The defaults: calls of up to 400 steps on C (pytensor 3) and Numba (any count), of 1600
+    or a shorter static length on JAX, and one step per call on pytensor 2.38's C backend."""
     c_default = (1, ()) if SCAN_COPIES_GENERATORS else (400, ())
     assert default_steps_per_call(C_MODE, 25) == c_default
     assert default_steps_per_call("NUMBA", 25) == (400, ())
-    assert default_steps_per_call("JAX", 25) == (400, (25, 100))
-    assert default_steps_per_call("JAX", 25, [10]) == (80, (5, 20))  # every=10
+    assert default_steps_per_call("JAX", 25) == (1600, (25, 100, 400))
+    assert default_steps_per_call("JAX", 25, [10]) == (320, (5, 20, 80))  # every=10
     seen = []
     _fit(
         _model(conjugate),
@@ -125,9 +126,9 @@ def test_default_calls_are_long_and_cut_where_the_fit_needs(conjugate):
 
 def test_jax_calls_have_static_lengths_and_every_is_met(conjugate, monkeypatch):
     """On JAX the calls are of the lengths compiled (here 5, the divisor of 25 and of every=10,
-    and 80), a callback's every cuts them, the calls of one stretch between two cuts are started
-    back to back (the callbacks run at the stretch's end), and the remainder runs a step at a
-    time."""
+    20, 80 and 320), a callback's every cuts them, the calls of one stretch between two cuts
+    are started back to back (the callbacks run at the stretch's end), and the remainder runs a
+    step at a time."""
     plans = []
     plan = Steps.plan
 
@@ -157,6 +158,7 @@ def test_a_plan_is_one_call_where_calls_wait_for_their_steps(conjugate):
     jax = _fit(_model(conjugate), None, "JAX", n=1, stop=False)
     assert numba.report.inference._minibatch_fit_run.steps.plan(925) == [400]
     assert jax.report.inference._minibatch_fit_run.steps.plan(925) == [400, 400, 100, 25]
+    assert jax.report.inference._minibatch_fit_run.steps.plan(3250) == [1600, 1600, 25, 25]
     assert jax.report.inference._minibatch_fit_run.steps.plan(24) == []
 
 
@@ -239,9 +241,11 @@ def test_a_non_finite_call_is_undone_and_rerun(mode):
     assert np.isfinite(approx.hist).all() and np.isfinite(approx.mean.eval()).all()
 
 
-def test_streamed_windows_are_swapped_at_the_same_steps(conjugate, tmp_path):
+@pytest.mark.parametrize("mode", [C_MODE, "JAX"])
+def test_streamed_windows_are_swapped_at_the_same_steps(conjugate, tmp_path, mode):
     """A memmap streamed through windows of 100 rows, swapped every 30 steps: calls of 8 are
-    cut at every swap, and the fit equals one step per call."""
+    cut at every swap (on JAX started back to back within a swap's stretch), and the fit
+    equals one step per call."""
     path = tmp_path / "y.npy"
     np.save(path, conjugate.y)
     with pm.Model() as model:
@@ -250,8 +254,8 @@ def test_streamed_windows_are_swapped_at_the_same_steps(conjugate, tmp_path):
             np.load(path, mmap_mode="r"), batch_size=10, window=100, steps_per_window=30
         )
         pm.Normal("y", mu, conjugate.sigma, observed=batch)
-    one = _fit(model, 1, n=200, stop=False)
-    eight = _fit(model, 8, n=200, stop=False)
+    one = _fit(model, 1, mode, n=200, stop=False)
+    eight = _fit(model, 8, mode, n=200, stop=False)
     _assert_same_fit(one, eight)
 
 
@@ -360,3 +364,25 @@ def test_jax_leaves_numpy_parameters_and_data(conjugate):
     after = read(inference._minibatch_fit_run.steps)
     assert after and all(isinstance(value, np.ndarray) for value in after)
     assert all(isinstance(p.get_value(borrow=True), np.ndarray) for p in approx.params)
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", "JAX"])
+def test_the_progress_bar_advances_after_each_call(conjugate, monkeypatch, mode):
+    """Shown, the bar advances after each call (on JAX within a stretch too) by its steps, to
+    ``n`` in all."""
+    from pymc.progress_bar import CustomProgress
+
+    advances = []
+    update = CustomProgress.update
+
+    def counted(self, task, advance=None, **fields):
+        advances.append(advance)
+        return update(self, task, advance=advance, **fields)
+
+    monkeypatch.setattr(CustomProgress, "update", counted)
+    _fit(_model(conjugate), 4, mode, n=60, stop=False, progressbar=True)
+    assert sum(advances) == 60
+    # calls of 4 up to the rule's batch ends (25, 50), a step left over; the 10 to n: Numba
+    # runs any count (2), JAX static lengths (4), then single steps
+    expected = [4] * 6 + [1] + [4] * 6 + [1] + ([4, 4, 2] if mode == "NUMBA" else [4, 4, 1, 1])
+    assert advances == expected

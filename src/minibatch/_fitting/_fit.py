@@ -141,9 +141,9 @@ def fit(
         is used as given (its step is never changed), and its iterates are still averaged and
         the fit still stopped.
     callbacks : list, optional
-        ``pm.fit`` callbacks, run after the rule after each compiled call (see
-        ``steps_per_call``): ``i`` is the number of steps done; calls end at each multiple of
-        a callback's ``every``.
+        ``pm.fit`` callbacks, run after the rule at the end of each stretch of calls (see
+        ``steps_per_call``): ``i`` is the number of steps done; stretches end at each multiple
+        of a callback's ``every``, where the rule decides, where a window swaps and at ``n``.
     steps_per_call : int, optional
         The most optimiser steps per compiled call (a pytensor ``Scan``; ``lax.scan`` on JAX).
         Calls are cut where the rule decides, a streamed window is swapped, a callback's
@@ -151,10 +151,11 @@ def fit(
         whatever the value (to floating-point rounding); only its speed changes
         (docs/performance.md).  On C and Numba a call runs any count up to it; on JAX the
         Scan's length is static, so a call runs one of the compiled lengths, the longest that
-        fits, and a step left over runs alone.  The default (:func:`default_steps_per_call`)
-        is 400 (C on pytensor 3, Numba, JAX; on JAX with calls of 25 and 100 steps too, or of
-        the largest divisor of 25 and of the callbacks' ``every`` and 4 times it), and 1 on
-        pytensor 2.38's C backend.
+        fits, back to back (the calls of a stretch are started without waiting for each
+        other's results), and a step left over runs alone.  The default
+        (:func:`default_steps_per_call`) is 400 on C (pytensor 3) and Numba, 1 on pytensor
+        2.38's C backend, and 1600 on JAX, with calls of 25, 100 and 400 steps too (or of the
+        largest divisor of 25 and of the callbacks' ``every`` and 4, 16 and 64 times it).
     **kwargs
         Passed to ``Inference.fit`` as ``pm.fit`` passes them: ``progressbar``, ``obj_n_mc``,
         ``more_replacements``, ``compile_kwargs``, ``total_grad_norm_constraint``, ...
@@ -262,10 +263,13 @@ def _compile_steps(
 
 
 LONGEST_CALL = 400
-"""The most steps per call that :func:`default_steps_per_call` chooses."""
+"""The most steps per call that :func:`default_steps_per_call` chooses on C and Numba."""
 
 SHORT_CALL_MAX = 32
-"""On JAX, the most steps of the shorter calls (see :func:`default_steps_per_call`)."""
+"""On JAX, the most steps of the shortest call (see :func:`default_steps_per_call`)."""
+
+JAX_LADDER = (1, 4, 16, 64)
+"""On JAX, the static lengths compiled, as multiples of the shortest."""
 
 
 def default_steps_per_call(
@@ -276,18 +280,20 @@ def default_steps_per_call(
 
     A call costs a fixed overhead (the call into the compiled function, the losses and sums
     read back, the rule, the callbacks: 50-300 µs) besides its steps, so the calls are as
-    long as the fit allows: up to :data:`LONGEST_CALL` steps, cut where the rule decides (after
-    25 steps at first, the batches doubling as the fit goes on), where a callback's ``every``
-    falls and where a window swaps.  On C and Numba one compiled Scan runs any count.  JAX
-    compiles a Scan per static length: the shortest, of which the rule's first batch length
-    ``batch`` and every ``every`` are multiples (their largest divisor up to
-    :data:`SHORT_CALL_MAX`), 4 and 16 times it; each compiled when first run.  A call runs the
-    longest that fits, so a stretch of 350 steps takes 5 calls (100, 100, 100, 25, 25).  On
-    pytensor 2.38's C backend (whose Scan copies each generator at every step, pytensor#2002)
-    a step per call is faster: 1.
+    long as the fit allows, cut where the rule decides (after 25 steps at first, the batches
+    doubling as the fit goes on), where a callback's ``every`` falls and where a window swaps.
+    On C and Numba one compiled Scan runs any count up to :data:`LONGEST_CALL`; a call
+    returns when its steps are done, so a longer one would only delay Ctrl-C.  JAX compiles a
+    Scan per static length (:data:`JAX_LADDER`): the shortest, of which the rule's first
+    batch length ``batch`` and every ``every`` are multiples (their largest divisor up to
+    :data:`SHORT_CALL_MAX`), and 4, 16 and 64 times it, each compiled when first run.  A call
+    runs the longest that fits (a stretch of 350 steps: 100, 100, 100, 25, 25), and the
+    calls of a stretch run back to back, so each call saved is one launch of a compiled
+    program less.  On pytensor 2.38's C backend (whose Scan copies each generator at every
+    step, pytensor#2002) a step per call is faster: 1.
 
     >>> default_steps_per_call("JAX", 25), default_steps_per_call("JAX", 168, [100])
-    ((400, (25, 100)), (64, (4, 16)))
+    ((1600, (25, 100, 400)), (256, (4, 16, 64)))
     >>> default_steps_per_call("NUMBA", 25)
     (400, ())
     """
@@ -295,7 +301,8 @@ def default_steps_per_call(
     if linker == "JAXLinker":
         period = math.gcd(batch, *everys)
         short = max(d for d in range(1, SHORT_CALL_MAX + 1) if period % d == 0)
-        return (16 * short, (short, 4 * short)) if short > 1 else (1, ())
+        *shorter, longest = (short * times for times in JAX_LADDER)
+        return (longest, tuple(shorter)) if short > 1 else (1, ())
     if linker != "NumbaLinker" and SCAN_COPIES_GENERATORS:
         return 1, ()
     return LONGEST_CALL, ()

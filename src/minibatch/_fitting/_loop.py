@@ -3,22 +3,29 @@
 
 It stands in for PyMC's ``Inference._iterate_with_loss`` on the ``Inference`` of an ``mb.fit``
 (an instance attribute: ``pm.fit`` keeps PyMC's loop), so ``Inference.fit`` and ``refine`` run
-it with everything they do around it.  Each call runs as many steps as fit before the next
-event, up to ``k`` (:meth:`Steps.longest <._scan.Steps.longest>`: any count on C and Numba; on
-JAX, whose Scan has a static length, the longest compiled length that fits), and
-:attr:`Steps.one` when one step is all that fits.  The events are the end of the rule's batch
-being filled (where it decides: stop, halve), every streamed window's swap, each multiple of a
-callback's ``every`` and the cap ``n``; so the fit takes every decision, sees every window and
-runs every callback at the same step as with ``k = 1``, and its result does not depend on
-``k``.  A call with anything
-non-finite is undone and its steps rerun one at a time (:mod:`._rollback`).  On JAX the stored
-data are held on the device for the run (:meth:`Steps.resident <._scan.Steps.resident>`).
+it with everything they do around it.  The loop runs the fit in *stretches*, each as long as
+fits before the next event: the end of the rule's batch being filled (where it decides: stop,
+halve), every streamed window's swap, each multiple of a callback's ``every`` and the cap
+``n``; so the fit takes every decision, sees every window and runs every callback at the same
+step as with ``k = 1``, and its result does not depend on ``k``.
 
-Around each call, in this order: the losses into the history, the rule (``StopIteration`` when
-it stops the fit), the user's callbacks (at call boundaries: ``i`` is the number of steps done),
-the progress bar, and the streams' count (which swaps the
-next window in when it is due).  Ctrl-C (``KeyboardInterrupt``) and ``StopIteration`` end the
-loop at a call boundary, as PyMC's loop ends at a step.
+A stretch runs in calls of up to ``k`` steps (:meth:`Steps.plan <._scan.Steps.plan>`).  On C
+and Numba a call runs any count and returns when its steps are done, so a stretch is one call
+after another, each checked before the next.  On JAX a call has a static length (the longest
+compiled length that fits) and returns at once, its results to come: the calls of a stretch
+are all started back to back (:meth:`Steps.launch <._scan.Steps.launch>`, each keeping what it
+left), then checked in order (:meth:`Guard.settle <._rollback.Guard.settle>`), so the device
+never waits on Python between them.  What a stretch leaves over (fewer steps than the shortest
+call) runs through :attr:`Steps.one`.  A call with anything non-finite is undone (the calls
+started after it in its stretch with it) and its steps rerun one at a time
+(:mod:`._rollback`).  On JAX the stored data are held on the device
+(:meth:`Steps.resident <._scan.Steps.resident>`).
+
+After each call: its losses into the history, the rule (``StopIteration`` when it stops the
+fit) and the progress bar.  After each stretch: the user's callbacks (``i`` is the number of
+steps done) and the streams' count (which swaps the next window in when it is due).  Ctrl-C
+(``KeyboardInterrupt``) and ``StopIteration`` end the loop after the last call checked, with
+the values that call left, as PyMC's loop ends at a step.
 """
 
 from __future__ import annotations
@@ -58,6 +65,12 @@ def iterate(
         try:
             with _progress(progressbar, progressbar_theme) as progress:
                 task = progress.add_task("Fitting:", total=n, loss="") if progressbar else None
+
+                def show(done: int, count: int) -> None:  # the progress bar, after each call
+                    if progressbar and count:
+                        loss = np.nanmean(scores[max(0, done - 1000) : done])
+                        progress.update(task, advance=count, loss=f"Average Loss = {loss:,.5g}")
+
                 while done < n:
                     room = min(
                         n - done,
@@ -77,6 +90,7 @@ def iterate(
                             scores[done : done + call.count] = losses
                             done += call.count
                             averager.add_steps(call.count, *steps.sums(call), call.values)
+                            show(done, call.count)
                     except KeyboardInterrupt:  # the values after the last call kept
                         guard.undo()
                         raise
@@ -84,13 +98,10 @@ def iterate(
                         scores[done] = guard(steps.one)
                         done += 1
                         averager(approx, None, s + done)
-                    ran = done - start
+                    show(done, singles)
                     for callback in callbacks:
                         callback(approx, scores[:done], s + done)
-                    if progressbar:
-                        loss = np.nanmean(scores[max(0, done - 1000) : done])
-                        progress.update(task, advance=ran, loss=f"Average Loss = {loss:,.5g}")
-                    refresh.advance(approx, ran)
+                    refresh.advance(approx, done - start)
         except (KeyboardInterrupt, StopIteration):
             pass
     inference.hist = np.concatenate([inference.hist, scores[:done]])
