@@ -12,7 +12,10 @@ one step and as many, sharing every state:
   (:meth:`Steps.call`), returning the losses and whether every value the call updated is
   finite.  On C and Numba the count is an input of one compiled function; JAX's ``lax.scan``
   needs a static length, so there a function is compiled per length (``k``, and each shorter
-  length given, when first run).
+  length given, when first run).  A JAX call returns before its steps have run:
+  :meth:`Steps.launch` starts one and keeps the values it leaves in the shared variables (its
+  own results), so several can be started back to back and checked afterwards
+  (:mod:`._loop`).
 
 Every state the step changes is carried by the Scan as an update of its shared variable, not as
 a traced output: the variational parameters, the optimiser's moments, the generators of the
