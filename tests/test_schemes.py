@@ -262,6 +262,8 @@ def test_bad_schemes_are_refused_at_construction(tmp_path):
     np.save(path, data)
     with pytest.raises(ValueError, match="sampling='epoch' is for in-memory data"):
         mb.Minibatch(np.load(path, mmap_mode="r"), batch_size=4, sampling="epoch")
+    with pytest.raises(ValueError, match=r"sampling must be one of .*; got 'epochs'"):
+        mb.Minibatch(np.load(path, mmap_mode="r"), batch_size=4, sampling="epochs")
 
 
 def test_one_seed_shares_an_index_per_scheme_only():

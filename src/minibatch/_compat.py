@@ -31,6 +31,9 @@ anywhere else.  What this module knows:
 * **A Scan body's draws** (:data:`SCAN_COPIES_GENERATORS`): pytensor 2.38 copies every
   generator a Scan carries at each iteration (pytensor#2002; on Numba through object mode);
   ``_upstream.scan_rngs`` makes the draws of ``mb.fit``'s Scan work in place there.
+* **Where a model variable keeps its dims** (:data:`MODEL_VAR_DIMS_ARE_PROPS`): pymc 6 keeps
+  name and dims on the ``ModelVar`` Op of ``pymc.model.fgraph``; pymc 5.28 gives the dims as
+  constant inputs.
 * **Upstream defects decided by version**, for the ``_upstream`` workarounds that no cheap
   probe can decide (each has a canary per version in ``tests/test_upstream.py``).
 """
@@ -47,6 +50,7 @@ from typing import Any
 
 import pymc
 import pytensor
+from pymc.model import fgraph as _model_fgraph
 from pytensor.compile import SharedVariable
 from pytensor.compile import builders as _builders
 from pytensor.scan.op import Scan as _ScanOp
@@ -69,6 +73,8 @@ PYTENSOR_VERSION = _release(pytensor.__version__)
 PYTENSOR_3 = PYTENSOR_VERSION >= (3,)
 
 C_MODE = "CVM"
+
+MODEL_VAR_DIMS_ARE_PROPS = "dims" in getattr(_model_fgraph.ModelVar, "__props__", ())
 
 TAKE_OPS: tuple[type, ...] = tuple(
     getattr(_subtensor, name)

@@ -60,9 +60,7 @@ def static_batch_length(fgraph: Any, node: Any) -> list[Any] | None:
     knows the batch length from the index's static shape.  Only takes by our index are touched.
     """
     ours = any(
-        inp.owner is not None
-        and isinstance(inp.owner.op, IndexRV | IndexDraw | SubsetDraw | EpochDraw)
-        for inp in node.inputs[1:]
+        inp.owner is not None and isinstance(inp.owner.op, INDEX_DRAWS) for inp in node.inputs[1:]
     )
     if not ours:
         return None

@@ -16,7 +16,7 @@ from minibatch._gather import gather
 from minibatch._index import add_user, draw_index, index_for, new_rng
 from minibatch._inputs import as_data_tensor, check_index_range, check_lengths
 from minibatch._pairing import CallSite
-from minibatch._schemes import check_scheme
+from minibatch._schemes import check_scheme, scheme_named
 from minibatch._sources import is_out_of_core, open_source
 from minibatch._spec import is_spec_entry, parse_spec
 from minibatch._stream import DEFAULT_TIMEOUT, Stream
@@ -214,7 +214,7 @@ def build(
     stream = None
     tensors: list[Any]
     if window is not None or any(is_out_of_core(d) for d in data):
-        if sampling != "with_replacement":
+        if scheme_named(sampling) != "with_replacement":
             raise ValueError(
                 f"sampling={sampling!r} is for in-memory data; a streamed Minibatch (an "
                 "out-of-core source, or window=...) draws with replacement within each window, "

@@ -53,13 +53,18 @@ _ONCE = {
 }
 
 
-def check_scheme(sampling: Any, batch_size: int, length: int) -> str:
-    """``sampling`` checked against the batch size and the length of a subsampled axis."""
+def scheme_named(sampling: Any) -> str:
+    """``sampling``, checked to name a scheme."""
     if not isinstance(sampling, str) or sampling not in SCHEMES:
         raise ValueError(
             f"sampling must be one of {', '.join(map(repr, SCHEMES))}; got {sampling!r}"
         )
-    if sampling != "with_replacement" and batch_size > length:
+    return sampling
+
+
+def check_scheme(sampling: Any, batch_size: int, length: int) -> str:
+    """``sampling`` checked against the batch size and the length of a subsampled axis."""
+    if scheme_named(sampling) != "with_replacement" and batch_size > length:
         raise ValueError(
             f"sampling={sampling!r} {_ONCE[sampling]}, so batch_size "
             f"({batch_size}) must not exceed the number of rows ({length}); use "

@@ -40,16 +40,13 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import ancestors
 
+from minibatch._compat import MODEL_VAR_DIMS_ARE_PROPS
 from minibatch._fgraph import restore_initvals, to_fgraph
 from minibatch._gather import cast_source, uncast
 from minibatch._minibatch import Minibatch
 from minibatch._resize import DRAWS, rebuild
 from minibatch._rowwise import NotRowwiseError, output_states
 from minibatch._total_size import implied
-
-_DIMS_ARE_PROPS = "dims" in getattr(
-    ModelVar, "__props__", ()
-)  # pymc 6 keeps name and dims on the Op
 
 
 def minibatch_model(
@@ -230,7 +227,7 @@ def _refuse_minibatches(model: Model) -> None:
 
 
 def _dims(node: Any) -> tuple[str, ...]:
-    if _DIMS_ARE_PROPS:
+    if MODEL_VAR_DIMS_ARE_PROPS:
         return tuple(node.op.dims)
     start = 2 if isinstance(node.op, ModelValuedVar) else 1
     return tuple(d.data for d in node.inputs[start:])
@@ -238,7 +235,7 @@ def _dims(node: Any) -> tuple[str, ...]:
 
 def _observed_var(rv: Any, value: Any, name: str, dims: tuple[str, ...]) -> Any:
     rv.name = name
-    if _DIMS_ARE_PROPS:
+    if MODEL_VAR_DIMS_ARE_PROPS:
         return ModelObservedRV(name=name, dims=dims)(rv, value)
     return model_observed_rv(rv, value, *dims)
 

@@ -22,6 +22,15 @@ happens at import time and no installed file is touched.
     VI parameters get static shapes (pymc#8359); parameters are handed back as NumPy arrays
     after a JAX fit (pymc#8360); PyMC's ``MinibatchRandomVariable`` gets JAX and Numba
     implementations so forward sampling compiles on those backends.
+``jax_rngs``
+    pytensor 3 turns the update of an unused draw (the minibatch index in JAX forward
+    sampling) into the generator itself, which the JAX linker then hands back as a NumPy
+    Generator: the second call fails; such functions convert it again (no upstream issue
+    found; pytensor 3 only).
+``stein``
+    SVGD / ASVGD divide their whole update by ``N / batch`` on a minibatch model, so each
+    step is that many times too small; Stein inference stops scaling its cost to the
+    minibatch (no upstream issue found as of pymc 6.4.0).
 ``scan_rngs``
     Not installed: ``mb.fit``'s Scan applies it to its own graph.  pytensor 2.38's Scan
     copies each generator at every iteration (pytensor#2002); on Numba its draws are made to
