@@ -15,7 +15,7 @@ The values are copied into two preallocated buffer sets, swapped after each good
 step allocates nothing; on JAX, whose arrays never change in place, the good values are kept as
 they are, without a copy or a transfer from the device.  The random generators are not rolled
 back: a retry draws anew.  A step of ``k`` optimiser steps in one call (:mod:`._scan`) is tried
-once (:meth:`Guard.attempt`; the call computes whether what it updated is finite, so nothing is
+once (:meth:`Guard.settle`; the call computes whether what it updated is finite, so nothing is
 read back to check it): if anything is not finite the whole call is undone and its steps rerun
 one at a time, each guarded as above (a model whose draws fail now and then would fail a call
 of many steps too often to retry it whole); functions that share the guarded values share one
@@ -98,23 +98,17 @@ class Guard:
             return loss
         return self._retry(step, loss)
 
-    def attempt(self, call: Any) -> Any:
-        """Run ``call`` once (it returns the losses of its steps and whether every value it
-        updated is finite): its losses if all is finite, else ``None`` with the call undone (a
-        call of many steps is then rerun a step at a time, each guarded)."""
-        losses, finite = call()
-        return self.settle(losses, finite)
-
     def settle(self, losses: Any, finite: Any, values: dict[Any, Any] | None = None) -> Any:
         """Check a call that has been started (its losses, its finite flag and, where they
         were kept, the values it left: :meth:`Steps.launch <._scan.Steps.launch>`): its losses
         as NumPy if all is finite (its values become the good ones), else ``None`` with the
-        values put back as they were before it."""
+        values put back as they were before it (a call of many steps is then rerun a step at a
+        time, each guarded)."""
         losses = np.asarray(losses)
         if bool(finite) and np.isfinite(losses).all():
             self._keep(values)
             return losses
-        self._undo()
+        self.undo()
         self.rollbacks += 1
         return None
 
@@ -124,7 +118,7 @@ class Guard:
         try:
             for attempt in range(1, self.max_retries + 1):
                 bad = self.names()
-                self._undo()
+                self.undo()
                 self.rollbacks += 1
                 if attempt == self.max_retries:
                     break
@@ -166,9 +160,6 @@ class Guard:
 
     def undo(self) -> None:
         """Put back the good values (those after the last step or call that was kept)."""
-        self._undo()
-
-    def _undo(self) -> None:
         for var, value in zip(self.watched, self._good, strict=True):
             var.set_value(value.copy())
 

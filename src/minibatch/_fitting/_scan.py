@@ -47,8 +47,8 @@ On pytensor 2.38 with Numba the Scan's draws are made to work in place
 ...     inference = pm.ADVI(random_seed=0)
 >>> steps = Steps(inference.objective, layout_of(inference.approx),
 ...               obj_optimizer=pm.adam(learning_rate=0.01)).compile(4)
->>> losses, finite = steps.call(3)
->>> losses.shape, bool(finite), steps.sums()[0].shape
+>>> call = steps.launch(3)
+>>> call.losses.shape, bool(call.finite), steps.sums(call)[0].shape
 ((3,), True, (2,))
 """
 
@@ -198,16 +198,16 @@ class Steps:
         return self._fixed_length(count)()
 
     def launch(self, count: int) -> Launched:
-        """Start :meth:`call` of ``count`` steps: its losses, its finite flag and every value
-        it left in a shared variable, kept as the call's own (on JAX they are its results,
-        not waited for, so the next call can start at once; where the values are NumPy arrays,
-        which a later call changes in place, ``values`` is ``None`` and they are read when
-        needed, before the next call)."""
+        """Start :meth:`call` of ``count`` steps: its losses, its finite flag and, where the
+        call returns before its steps have run (:attr:`asynchronous`), every value it left in
+        a shared variable, kept as the call's own (its results, not waited for, so the next
+        call can start at once); elsewhere ``values`` is ``None`` and the values are read when
+        needed, before the next call (NumPy arrays, which a later call changes in place)."""
         losses, finite = self.call(count)
-        function = self._fixed[count] if self.lengths else self.many
-        values = {var: box[0] for var, box in function.updated}
-        numpy = any(isinstance(value, np.ndarray) for value in values.values())
-        return Launched(count, losses, finite, None if numpy else values)
+        if not self.asynchronous:
+            return Launched(count, losses, finite, None)
+        updated = self._fixed_length(count).updated
+        return Launched(count, losses, finite, {var: box[0] for var, box in updated})
 
     def _fixed_length(self, count: int) -> Any:
         function = self._fixed.get(count)
@@ -339,7 +339,7 @@ class Steps:
         found = [
             (container, container.storage[0])
             for function in functions
-            for given, container in zip(function.maker.inputs, function.input_storage, strict=True)
+            for given, container in function.given
             if isinstance(given.variable, SharedVariable)
             and given.update is None
             and isinstance(container.storage[0], np.ndarray)
@@ -352,20 +352,14 @@ class Steps:
         for value, copy in zip(new, jax.device_put(new), strict=True):
             self._copies[id(value)] = (value, copy)
         for container, value in found:
-            kept, copy = self._copies[id(value)]
-            assert kept is value
+            copy = self._copies[id(value)][1]  # [0]: the array, kept so that its id stays its own
             container.storage[0] = copy
             self._held.append((container, value, copy))
 
-    def sums(self, call: Launched | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The sum and the sum of squares of the flat iterates over the steps of ``call`` (by
-        default the last call of :attr:`many`)."""
-        total, square = (
-            (call.value(var) for var in (self._total, self._square))
-            if call
-            else (var.get_value(borrow=True) for var in (self._total, self._square))
-        )
-        return np.asarray(total, dtype=np.float64), np.asarray(square, dtype=np.float64)
+    def sums(self, call: Launched) -> tuple[np.ndarray, np.ndarray]:
+        """The sum and the sum of squares of the flat iterates over the steps of ``call``."""
+        total, square = (np.asarray(call.value(v), np.float64) for v in (self._total, self._square))
+        return total, square
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,14 +450,16 @@ class _Shared:
 
     def __init__(self, function: Any, last: list[_Shared]) -> None:
         self.function, self._last = function, last
+        # each input (pytensor's In: variable, update) with its container
+        self.given = list(zip(function.maker.inputs, function.input_storage, strict=True))
         self.updated = [  # each shared variable the function updates, and its storage
             (given.variable, container.storage)
-            for given, container in zip(function.maker.inputs, function.input_storage, strict=True)
+            for given, container in self.given
             if given.update is not None
         ]
         self.rngs = {
             given.variable: container
-            for given, container in zip(function.maker.inputs, function.input_storage, strict=True)
+            for given, container in self.given
             if isinstance(given.variable, SharedVariable)
             and isinstance(given.variable.type, RandomType)
         }
